@@ -1,0 +1,43 @@
+"""Window aggregates as emitted, stored and served (SEMANTICS.md section 4)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Period = Literal["hour", "day", "week", "month"]
+PERIODS: tuple[Period, ...] = ("hour", "day", "week", "month")
+
+
+class WindowAggregate(BaseModel):
+    """One device's aggregate over one window ``[window_start, window_end)``.
+
+    Beside the contract's fields it carries ``power_reading_count`` (readings that had
+    ``power_w``, the weight of ``power_mean_w``) and ``covered_seconds`` (numerator of
+    ``coverage``), so that week and month windows are exact combinations of day windows.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    device_id: str
+    period: Period
+    window_start: datetime
+    window_end: datetime
+    reading_count: int = Field(ge=0)
+    power_reading_count: int = Field(ge=0)
+    power_mean_w: float | None
+    power_min_w: float | None
+    power_max_w: float | None
+    energy_kwh: float
+    cost: Decimal
+    currency: str
+    coverage: float
+    covered_seconds: float
+    first_ts: datetime | None
+    last_ts: datetime | None
+    anomaly_score: float | None = None
+    is_anomaly: bool | None = None
+    revision: int = Field(ge=0)

@@ -1,0 +1,146 @@
+"""One typed settings object, read from the environment once at the edge and passed down."""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.tariff import Tariff
+
+
+class ConfigurationError(Exception):
+    """A setting has a bad value; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Field ``foo_bar`` is read from env var ``FOO_BAR``."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=False, extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    # Connections. Empty means "start the embedded default" (see README).
+    kafka_broker_url: str | None = None
+    kafka_port: int = Field(default=9092, ge=1, le=65535)
+    database_url: SecretStr | None = None
+    influxdb_url: str | None = None
+    influxdb_token: SecretStr = SecretStr("")
+    influxdb_org: str = "energy"
+    influxdb_bucket: str = "energy"
+    influxdb_embedded_port: int = Field(default=8428, ge=1, le=65535)
+    data_dir: Path = Path(".data")
+
+    # Topics.
+    readings_topic: str = "energy.readings"
+    dlq_topic: str = "energy.readings.dlq"
+    metrics_topic: str = "energy.metrics"
+    anomalies_topic: str = "energy.anomalies"
+    jobs_topic: str = "energy.jobs"
+    topic_partitions: int = Field(default=4, ge=1, le=1024)
+
+    # Processes.
+    app_id: str = "energy-processing"
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8002, ge=1, le=65535)
+    worker_web_port: int = Field(default=6066, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    demo: bool = True
+    demo_devices: int = Field(default=36, ge=1, le=100_000)
+    demo_speed: float = Field(default=240.0, gt=0)
+
+    # Semantics (SEMANTICS.md section 7); durations in seconds.
+    grace: float = Field(default=300.0, ge=0)
+    max_gap: float = Field(default=3600.0, gt=0)
+    max_power_w: float = Field(default=1_000_000.0, gt=0, allow_inf_nan=False)
+    future_tolerance: float = Field(default=300.0, ge=0)
+    idle_flush: float = Field(default=60.0, gt=0)
+    timezone: str = "UTC"
+    tariff: Tariff | None = None
+    tariff_file: Path | None = None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("kafka_broker_url", "influxdb_url", "tariff_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _empty_db_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("tariff", mode="before")
+    @classmethod
+    def _tariff_json(cls, value: object) -> object:
+        if value == "":
+            return None
+        if isinstance(value, str):
+            return json.loads(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _one_tariff_source(self) -> Settings:
+        if self.tariff is not None and self.tariff_file is not None:
+            raise ValueError("set TARIFF or TARIFF_FILE, not both")
+        return self
+
+    @cached_property
+    def effective_tariff(self) -> Tariff:
+        """The tariff from TARIFF, else TARIFF_FILE, else 0.30 EUR/kWh flat."""
+        if self.tariff is not None:
+            return self.tariff
+        if self.tariff_file is not None:
+            try:
+                return Tariff.model_validate_json(self.tariff_file.read_bytes())
+            except OSError as exc:
+                raise ConfigurationError(f"TARIFF_FILE: cannot read {self.tariff_file}: {exc}") from exc
+            except ValidationError as exc:
+                raise ConfigurationError(f"TARIFF_FILE {self.tariff_file}: {_describe(exc)}") from exc
+        return Tariff()
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"])
+        parts.append(f"{where}: {error['msg']}" if where else error["msg"])
+    return "; ".join(parts)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment once; raise ConfigurationError naming the bad variable."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = error["loc"]
+            var = str(loc[0]).upper() if loc else "settings"
+            detail = ".".join(str(p) for p in loc[1:])
+            msg = error["msg"]
+            problems.append(f"{var}{'.' + detail if detail else ''}: {msg}")
+        raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from exc
+    except json.JSONDecodeError as exc:  # pragma: no cover - pydantic wraps this normally
+        raise ConfigurationError(f"TARIFF: not valid JSON: {exc}") from exc
+    settings.effective_tariff  # noqa: B018 - validates TARIFF_FILE eagerly
+    return settings
