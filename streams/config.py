@@ -1,0 +1,31 @@
+"""The semantics settings of SEMANTICS.md section 7 in the units the arithmetic uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from models.tariff import Tariff
+from streams.timeparse import US_PER_S
+
+
+@dataclass(frozen=True)
+class ProcessingConfig:
+    grace_s: float = 300.0
+    max_gap_s: float = 3600.0
+    max_power_w: float = 1_000_000.0
+    future_tolerance_s: float = 300.0
+    idle_flush_s: float = 60.0
+    timezone: str = "UTC"
+    tariff: Tariff = field(default_factory=Tariff)
+
+    @property
+    def grace_us(self) -> int:
+        return round(self.grace_s * US_PER_S)
+
+    @property
+    def max_gap_us(self) -> int:
+        return round(self.max_gap_s * US_PER_S)
+
+    @property
+    def future_tolerance_us(self) -> int:
+        return round(self.future_tolerance_s * US_PER_S)

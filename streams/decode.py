@@ -1,0 +1,225 @@
+"""Decoding and validation of reading messages (SEMANTICS.md section 1).
+
+A message value is one reading object or a JSON array of them. Every element is judged
+on its own; a rejected element is returned with its own JSON text, a reason code and a
+detail, so the caller can dead-letter it. Nothing here raises on bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from streams.timeparse import TimestampError, epoch_seconds_to_us, parse_rfc3339
+
+INVALID_JSON: Final = "invalid_json"
+INVALID_SCHEMA: Final = "invalid_schema"
+OUT_OF_RANGE: Final = "out_of_range"
+FUTURE_TIMESTAMP: Final = "future_timestamp"
+LATE: Final = "late"
+REJECT_REASONS: Final = (INVALID_JSON, INVALID_SCHEMA, OUT_OF_RANGE, FUTURE_TIMESTAMP, LATE)
+
+_DEVICE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_MAX_DETAIL_VALUE = 80
+
+
+@dataclass(slots=True)
+class Reading:
+    """One valid reading; ``ts`` in microseconds since the epoch (UTC)."""
+
+    device_id: str
+    ts: int
+    power_w: float | None
+    energy_kwh: float | None
+    # the message value (bytes) or, for an array element, the element object
+    source: Any = None
+    msg: int = 0  # index of the message within the caller's batch
+
+
+@dataclass(slots=True)
+class Rejection:
+    """A rejected message or array element, ready for the dead-letter topic."""
+
+    reason: str
+    detail: str
+    raw: bytes
+    device_id: str | None = None
+    element_index: int | None = None
+    ts: int | None = None
+    msg: int = 0  # index of the message within the caller's batch
+
+
+@dataclass(slots=True)
+class Decoded:
+    readings: list[Reading]
+    rejections: list[Rejection]
+    # Readings the message held (array elements count one by one; undecodable = 1).
+    received: int
+
+
+def _loads(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    # orjson refuses a few things strict JSON allows (numbers beyond double range, very
+    # deep nesting); the standard parser tells "bad JSON" from "valid JSON, bad value".
+    text = raw.decode("utf-8")  # UnicodeDecodeError -> invalid_json by the caller
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_DETAIL_VALUE else text[: _MAX_DETAIL_VALUE - 3] + "..."
+
+
+def reading_bytes(reading: Reading) -> bytes:
+    """The original JSON text of a reading: the message value, or its array element."""
+    source = reading.source
+    return source if isinstance(source, bytes) else _element_bytes(source)
+
+
+def _element_bytes(element: Any) -> bytes:
+    try:
+        return orjson.dumps(element)
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(element, ensure_ascii=True, allow_nan=False).encode()
+
+
+class ReadingDecoder:
+    """Validates messages against the contract with the configured limits."""
+
+    __slots__ = ("future_tolerance_us", "max_power_w")
+
+    def __init__(self, *, max_power_w: float, future_tolerance_us: int) -> None:
+        self.max_power_w = max_power_w
+        self.future_tolerance_us = future_tolerance_us
+
+    def decode(self, raw: bytes, now_us: int, msg: int = 0) -> Decoded:
+        """Judge one message value; ``now_us`` is the wall clock for the future check."""
+        try:
+            doc = _loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            detail = f"not valid JSON: {exc}"
+            return Decoded([], [Rejection(INVALID_JSON, detail, raw, msg=msg)], 1)
+        readings: list[Reading] = []
+        rejections: list[Rejection] = []
+        if isinstance(doc, dict):
+            self._judge(doc, raw, None, msg, now_us, readings, rejections)
+            return Decoded(readings, rejections, 1)
+        if isinstance(doc, list):
+            for index, element in enumerate(doc):
+                if isinstance(element, dict):
+                    self._judge(element, None, index, msg, now_us, readings, rejections)
+                else:
+                    rejections.append(
+                        Rejection(
+                            INVALID_SCHEMA,
+                            f"array element {index} is {type(element).__name__}, not a reading object",
+                            _element_bytes(element),
+                            element_index=index,
+                            msg=msg,
+                        )
+                    )
+            return Decoded(readings, rejections, len(doc))
+        detail = f"message is a JSON {type(doc).__name__}, expected a reading object or an array"
+        return Decoded([], [Rejection(INVALID_SCHEMA, detail, raw, msg=msg)], 1)
+
+    def _judge(
+        self,
+        doc: dict[str, Any],
+        raw: bytes | None,
+        index: int | None,
+        msg: int,
+        now_us: int,
+        readings: list[Reading],
+        rejections: list[Rejection],
+    ) -> None:
+        problem = self._validate(doc, now_us)
+        if isinstance(problem, Reading):
+            problem.source = raw if raw is not None else doc
+            problem.msg = msg
+            readings.append(problem)
+            return
+        reason, detail = problem
+        device_id = doc.get("device_id")
+        known = (
+            device_id if isinstance(device_id, str) and _DEVICE_ID.fullmatch(device_id) else None
+        )
+        rejections.append(
+            Rejection(
+                reason,
+                detail,
+                raw if raw is not None else _element_bytes(doc),
+                device_id=known,
+                element_index=index,
+                msg=msg,
+            )
+        )
+
+    def _validate(self, doc: dict[str, Any], now_us: int) -> Reading | tuple[str, str]:
+        device_id = doc.get("device_id")
+        if device_id is None:
+            return INVALID_SCHEMA, "device_id is required"
+        if not isinstance(device_id, str):
+            return INVALID_SCHEMA, f"device_id must be a string, got {type(device_id).__name__}"
+        if _DEVICE_ID.fullmatch(device_id) is None:
+            return INVALID_SCHEMA, (
+                f"device_id {_short(device_id)} must be 1-128 characters of A-Z a-z 0-9 . _ : -"
+            )
+        stamp = doc.get("timestamp")
+        if stamp is None:
+            return INVALID_SCHEMA, "timestamp is required"
+        try:
+            if isinstance(stamp, str):
+                ts = parse_rfc3339(stamp)
+            elif isinstance(stamp, (int, float)) and not isinstance(stamp, bool):
+                if not math.isfinite(stamp):
+                    return OUT_OF_RANGE, f"timestamp {_short(stamp)} is not finite"
+                ts = epoch_seconds_to_us(stamp)
+            else:
+                return INVALID_SCHEMA, (
+                    f"timestamp must be an RFC 3339 string or epoch seconds, got {type(stamp).__name__}"
+                )
+        except TimestampError as exc:
+            return INVALID_SCHEMA, str(exc)
+        values: dict[str, float | None] = {}
+        for field in ("power_w", "energy_kwh", "voltage_v", "current_a"):
+            value = doc.get(field)
+            if value is None:
+                values[field] = None
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return INVALID_SCHEMA, f"{field} must be a number, got {type(value).__name__}"
+            values[field] = float(value)
+        power, energy = values["power_w"], values["energy_kwh"]
+        if power is None and energy is None:
+            return INVALID_SCHEMA, "at least one of power_w and energy_kwh is required"
+        for field, value in values.items():
+            if value is None:
+                continue
+            if not math.isfinite(value):
+                return OUT_OF_RANGE, f"{field} {_short(doc[field])} is not finite"
+            if value < 0:
+                return OUT_OF_RANGE, f"{field} {_short(doc[field])} is negative"
+        if power is not None and power > self.max_power_w:
+            return (
+                OUT_OF_RANGE,
+                f"power_w {_short(doc['power_w'])} exceeds MAX_POWER_W {self.max_power_w:g}",
+            )
+        if ts > now_us + self.future_tolerance_us:
+            ahead = (ts - now_us) / 1e6
+            return (
+                FUTURE_TIMESTAMP,
+                f"timestamp {_short(stamp)} is {ahead:.0f} s ahead of the wall clock",
+            )
+        return Reading(device_id, ts, power, energy)

@@ -1,0 +1,378 @@
+"""Per-device stream state and the exact fold of SEMANTICS.md sections 2, 3, 4 and 6.
+
+State per device: the largest accepted timestamp, the accepted readings from the *anchor*
+(the last reading at or before the watermark) onwards, partial sums ("frozen") of windows
+that still have open neighbours, and the revision and fingerprint of windows already
+emitted but not yet closed. An interval between two retained readings can still be split
+by a reading that arrives within grace, so its energy is computed when a window's value is
+needed; once the second reading of an interval falls at or below the watermark the interval
+can never change and its contributions are added to the frozen sums, in timestamp order.
+Every sum is therefore a left fold in timestamp order: the result is bit-for-bit the same
+for any arrival order within grace and any split into batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from bisect import bisect_left
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from streams.accumulator import Acc
+from streams.config import ProcessingConfig
+from streams.decode import Reading
+from streams.tariff import PriceTable
+from streams.timeparse import US_PER_S
+from streams.windows import DAY, HOUR, MONTH, PERIOD_NAMES, WEEK, Calendar
+
+STATE_VERSION = 1
+_DIRECT = (HOUR, DAY)
+_COMBINED = (WEEK, MONTH)
+_ALL = (HOUR, DAY, WEEK, MONTH)
+
+Key = tuple[int, int]  # (period code, window start us)
+
+
+@dataclass(slots=True)
+class DeviceState:
+    """Everything one device needs; serialisable with ``dump``/``load``."""
+
+    max_ts: int | None = None
+    # [ts, power_w, energy_kwh] ascending by ts; [0] is the anchor.
+    readings: list[list[Any]] = field(default_factory=list)
+    frozen: dict[Key, Acc] = field(default_factory=dict)
+    emitted: dict[Key, tuple[int, int]] = field(default_factory=dict)  # revision, fingerprint
+    closed_until: int | None = None  # day windows ending at or before this are folded
+    pending: bool = False  # accepted data not yet emitted by an idle flush
+    last_wall: float = 0.0  # wall clock (s) of the last message for this device
+
+    def dump(self) -> list[Any]:
+        return [
+            STATE_VERSION,
+            self.max_ts,
+            self.readings,
+            [[p, s, acc.dump()] for (p, s), acc in self.frozen.items()],
+            [[p, s, rev, fp] for (p, s), (rev, fp) in self.emitted.items()],
+            self.closed_until,
+            self.pending,
+            self.last_wall,
+        ]
+
+    @classmethod
+    def load(cls, data: list[Any]) -> DeviceState:
+        version = data[0]
+        if version != STATE_VERSION:
+            raise ValueError(f"unknown device state version {version}")
+        return cls(
+            max_ts=data[1],
+            readings=[list(r) for r in data[2]],
+            frozen={(p, s): Acc.load(acc) for p, s, acc in data[3]},
+            emitted={(p, s): (rev, fp) for p, s, rev, fp in data[4]},
+            closed_until=data[5],
+            pending=data[6],
+            last_wall=data[7],
+        )
+
+
+@dataclass(slots=True)
+class Emission:
+    """A window's value as emitted, with its revision."""
+
+    device_id: str
+    period: str
+    window_start: int
+    window_end: int
+    acc: Acc
+    cost: Decimal
+    revision: int
+
+    def fields(self) -> dict[str, Any]:
+        acc = self.acc
+        length = self.window_end - self.window_start
+        return {
+            "device_id": self.device_id,
+            "period": self.period,
+            "window_start": self.window_start,
+            "window_end": self.window_end,
+            "reading_count": acc.count,
+            "power_reading_count": acc.pcount,
+            "power_mean_w": acc.psum / acc.pcount if acc.pcount else None,
+            "power_min_w": acc.pmin,
+            "power_max_w": acc.pmax,
+            "energy_kwh": acc.energy,
+            "cost": self.cost,
+            "coverage": acc.covered / length,
+            "covered_seconds": acc.covered / US_PER_S,
+            "first_ts": acc.first,
+            "last_ts": acc.last,
+            "revision": self.revision,
+        }
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    accepted: int = 0
+    duplicates: int = 0
+    spikes: int = 0
+    late: list[Reading] = field(default_factory=list)
+    emissions: list[Emission] = field(default_factory=list)
+
+
+def _fingerprint(acc: Acc, cost: Decimal) -> int:
+    digest = hashlib.blake2b(repr((acc.fingerprint(), cost)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class Engine:
+    """The fold for one configuration; stateless itself, it acts on DeviceState objects."""
+
+    def __init__(self, config: ProcessingConfig) -> None:
+        self.config = config
+        self.grace = config.grace_us
+        self.max_gap = config.max_gap_us
+        self.max_power = config.max_power_w
+        self.calendar = Calendar(config.timezone)
+        self.prices = PriceTable(config.tariff, self.calendar)
+        self.n_prices = len(self.prices.prices)
+
+    # -- acceptance (section 2) --------------------------------------------------------
+    def process(
+        self, device_id: str, state: DeviceState, readings: Iterable[Reading], wall: float
+    ) -> BatchOutcome:
+        """Judge ``readings`` (one device, arrival order), fold them, return what to emit."""
+        out = BatchOutcome()
+        rows = state.readings
+        old_wm = None if state.max_ts is None else state.max_ts - self.grace
+        old_floor = rows[0][0] if rows else None
+        lo: int | None = None
+        hi: int | None = None
+        for reading in readings:
+            ts = reading.ts
+            if state.max_ts is not None and ts < state.max_ts - self.grace:
+                out.late.append(reading)
+                continue
+            pos = bisect_left(rows, ts, key=_ts)
+            if pos < len(rows) and rows[pos][0] == ts:
+                out.duplicates += 1
+                continue
+            rows.insert(pos, [ts, reading.power_w, reading.energy_kwh])
+            left = rows[pos - 1][0] if pos > 0 else ts
+            right = rows[pos + 1][0] if pos + 1 < len(rows) else ts
+            lo = left if lo is None or left < lo else lo
+            hi = right if hi is None or right > hi else hi
+            if state.max_ts is None or ts > state.max_ts:
+                state.max_ts = ts
+            out.accepted += 1
+        state.last_wall = wall
+        if out.accepted == 0:
+            return out
+        state.pending = True
+        out.spikes += self._freeze(state)
+        new_wm = state.max_ts - self.grace  # type: ignore[operator]
+        candidates: set[tuple[int, int, int]] = set()
+        assert lo is not None and hi is not None
+        for period in _ALL:
+            for start, end in self.calendar.windows_overlapping(period, lo, hi):
+                if end <= new_wm:
+                    candidates.add((period, start, end))
+        floor = old_wm if old_wm is not None else lo
+        if old_floor is not None and old_floor > floor:
+            floor = old_floor
+        if floor < new_wm:
+            for period in _ALL:
+                for start, end in self.calendar.windows_overlapping(period, floor, new_wm - 1):
+                    if end <= new_wm:
+                        candidates.add((period, start, end))
+        for period, start, end in sorted(candidates):
+            self._maybe_emit(device_id, state, period, start, end, out.emissions)
+        self._close(state)
+        return out
+
+    def flush(self, device_id: str, state: DeviceState) -> list[Emission]:
+        """Idle flush (section 6): emit every window up to the one holding the last reading."""
+        emissions: list[Emission] = []
+        if state.max_ts is None or not state.readings:
+            state.pending = False
+            return emissions
+        keys: set[tuple[int, int, int]] = set()
+        for period, start in state.frozen:
+            keys.add((period, start, self.calendar.window(period, start)[1]))
+        for period in _ALL:
+            for start, end in self.calendar.windows_overlapping(
+                period, state.readings[0][0], state.max_ts
+            ):
+                keys.add((period, start, end))
+        for period, start, end in sorted(keys):
+            if start <= state.max_ts:
+                self._maybe_emit(device_id, state, period, start, end, emissions)
+        state.pending = False
+        return emissions
+
+    # -- intervals (section 3) ---------------------------------------------------------
+    def interval(self, a: list[Any], b: list[Any]) -> tuple[float, bool, bool]:
+        """(energy kWh, covered, spike) of the interval between consecutive readings."""
+        dt = b[0] - a[0]
+        if a[2] is not None and b[2] is not None:
+            delta = b[2] - a[2]
+            if delta < 0:
+                delta = b[2]
+            if delta * 3.6e6 / (dt / US_PER_S) > self.max_power:
+                return 0.0, False, True
+            return delta, True, False
+        if a[1] is not None and dt <= self.max_gap:
+            return a[1] * (dt / US_PER_S) / 3.6e6, True, False
+        return 0.0, False, False
+
+    def _spread(
+        self,
+        a: int,
+        b: int,
+        energy: float,
+        lo: int,
+        hi: int,
+        target: dict[Key, Acc],
+        periods: tuple[int, ...],
+    ) -> None:
+        """Add ``energy`` spread uniformly over ``[a, b)``, restricted to ``[lo, hi)``."""
+        length = b - a
+        calendar = self.calendar
+        for x, y, price in self.prices.segments(max(a, lo), min(b, hi)):
+            while x < y:
+                h_start, h_end = calendar.hour(x)
+                d_start, d_end = calendar.day(x)
+                z = min(y, h_end, d_end)
+                overlap = z - x
+                share = energy * overlap / length
+                for period in periods:
+                    key = (period, h_start if period == HOUR else d_start)
+                    acc = target.get(key)
+                    if acc is None:
+                        acc = target[key] = Acc(self.n_prices)
+                    acc.add_energy(share, overlap, price)
+                x = z
+
+    def _freeze(self, state: DeviceState) -> int:
+        """Move intervals that can no longer change into the frozen sums; count spikes."""
+        rows = state.readings
+        assert state.max_ts is not None
+        watermark = state.max_ts - self.grace
+        spikes = 0
+        frozen = state.frozen
+        while len(rows) >= 2 and rows[1][0] <= watermark:
+            a, b = rows[0], rows[1]
+            for period in _DIRECT:
+                start = self.calendar.window(period, a[0])[0]
+                acc = frozen.get((period, start))
+                if acc is None:
+                    acc = frozen[(period, start)] = Acc(self.n_prices)
+                acc.add_reading(a[0], a[1])
+            energy, covered, spike = self.interval(a, b)
+            spikes += spike
+            if covered:
+                self._spread(a[0], b[0], energy, a[0], b[0], frozen, _DIRECT)
+            rows.pop(0)
+        return spikes
+
+    # -- window values (section 4) -----------------------------------------------------
+    def value(self, state: DeviceState, period: int, start: int, end: int) -> Acc:
+        """The window's current value: frozen sums plus what the retained readings add."""
+        if period in _COMBINED:
+            return self._combined_value(state, period, start, end)
+        base = state.frozen.get((period, start))
+        acc = base.copy() if base is not None else Acc(self.n_prices)
+        rows = state.readings
+        for row in rows:
+            if start <= row[0] < end:
+                acc.add_reading(row[0], row[1])
+        scratch = {(period, start): acc}
+        for i in range(len(rows) - 1):
+            a, b = rows[i], rows[i + 1]
+            if b[0] <= start or a[0] >= end:
+                continue
+            energy, covered, _ = self.interval(a, b)
+            if covered:
+                self._spread(a[0], b[0], energy, start, end, scratch, (period,))
+        return acc
+
+    def _combined_value(self, state: DeviceState, period: int, start: int, end: int) -> Acc:
+        base = state.frozen.get((period, start))
+        acc = base.copy() if base is not None else Acc(self.n_prices)
+        days: set[tuple[int, int]] = set()
+        for p, s in state.frozen:
+            if p == DAY and start <= s < end:
+                days.add((s, self.calendar.day(s)[1]))
+        if state.readings and state.max_ts is not None:
+            lo, hi = max(start, state.readings[0][0]), min(end - 1, state.max_ts)
+            if lo <= hi:
+                days.update(self.calendar.windows_overlapping(DAY, lo, hi))
+        closed = state.closed_until
+        prices = self.prices.prices
+        for day_start, day_end in sorted(days):
+            if closed is not None and day_end <= closed:
+                continue
+            acc.merge_window(self.value(state, DAY, day_start, day_end), prices)
+        return acc
+
+    # -- emission (section 6) ----------------------------------------------------------
+    def _maybe_emit(
+        self,
+        device_id: str,
+        state: DeviceState,
+        period: int,
+        start: int,
+        end: int,
+        emissions: list[Emission],
+    ) -> None:
+        acc = self.value(state, period, start, end)
+        key = (period, start)
+        previous = state.emitted.get(key)
+        if previous is None and acc.is_empty():
+            return
+        cost = acc.priced(self.prices.prices)
+        fingerprint = _fingerprint(acc, cost)
+        if previous is not None and previous[1] == fingerprint:
+            return
+        revision = 0 if previous is None else previous[0] + 1
+        state.emitted[key] = (revision, fingerprint)
+        emissions.append(Emission(device_id, PERIOD_NAMES[period], start, end, acc, cost, revision))
+
+    def _close(self, state: DeviceState) -> None:
+        """Drop windows that can never change again; fold closed days into weeks/months."""
+        if not state.readings:
+            return
+        anchor = state.readings[0][0]
+        frozen = state.frozen
+        closing_days = sorted(
+            s for (p, s) in frozen if p == DAY and self.calendar.day(s)[1] <= anchor
+        )
+        prices = self.prices.prices
+        for day_start in closing_days:
+            acc = frozen.pop((DAY, day_start))
+            state.emitted.pop((DAY, day_start), None)
+            for period in _COMBINED:
+                w_start = self.calendar.window(period, day_start)[0]
+                target = frozen.get((period, w_start))
+                if target is None:
+                    target = frozen[(period, w_start)] = Acc(self.n_prices)
+                target.merge_window(acc, prices)
+        closed_until = self.calendar.day(anchor)[0]
+        if state.closed_until is None or closed_until > state.closed_until:
+            state.closed_until = closed_until
+        for key in [k for k in frozen if k[0] == HOUR and k[1] + 3_600 * US_PER_S <= anchor]:
+            del frozen[key]
+            state.emitted.pop(key, None)
+        for period in _COMBINED:
+            for key in [k for k in frozen if k[0] == period]:
+                if self.calendar.window(period, key[1])[1] <= state.closed_until:
+                    del frozen[key]
+                    state.emitted.pop(key, None)
+        for key in [k for k in state.emitted if k not in frozen]:
+            end = self.calendar.window(key[0], key[1])[1]
+            if end <= (anchor if key[0] in _DIRECT else state.closed_until):
+                del state.emitted[key]
+
+
+def _ts(row: list[Any]) -> int:
+    return row[0]  # type: ignore[no-any-return]
