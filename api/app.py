@@ -1,0 +1,110 @@
+"""``create_app(settings)``: the Starlette application and its typed lifespan.
+
+Run it with ``uvicorn api.app:create_app --factory`` (settings from the environment) or
+``energy-processing api``. Tests inject a reader, a stats store and a Kafka inspector;
+whatever is not injected is built from the settings when the lifespan starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+
+from api.errors import EXCEPTION_HANDLERS
+from api.kafka import DEFAULT_TIMEOUT_S, AiokafkaInspector, KafkaInspector, bootstrap_servers
+from api.middleware import DEFAULT_MAX_BODY_BYTES, RequestMiddleware
+from api.routes import routes
+from api.state import AppState, ReadinessCheck
+from service.settings import Settings, load_settings
+from storage.base import MetricsReader, StatsStore
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    reader: MetricsReader | None = None,
+    stats_store: StatsStore | None = None,
+    kafka: KafkaInspector | None = None,
+    readiness: Mapping[str, ReadinessCheck] | None = None,
+    check_timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> Starlette:
+    """The API application.
+
+    ``reader``/``stats_store``: where metrics and worker stats come from; when either is
+    missing, the lifespan opens an asyncpg pool on ``DATABASE_URL`` (or on the embedded
+    server ``make run`` started in ``DATA_DIR``) and uses a PostgresRepository.
+    ``kafka``: broker access for ``/ready`` and consumer lag (default: aiokafka clients on
+    ``KAFKA_BROKER_URL``, connected lazily). ``readiness``: the checks ``/ready`` runs,
+    by name; by default ``broker`` and ``database`` (the injected reader's ``ping`` when it
+    has one).
+    """
+    if settings is None:
+        settings = load_settings()
+    resolved = settings
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[AppState]:
+        async with AsyncExitStack() as stack:
+            the_reader, the_stats, database_ping = reader, stats_store, _ping_of(reader)
+            if the_reader is None or the_stats is None:
+                repository = await _open_repository(resolved, stack)
+                the_reader = the_reader or repository
+                the_stats = the_stats or repository
+                database_ping = database_ping or repository.ping
+            the_kafka = kafka
+            if the_kafka is None:
+                the_kafka = AiokafkaInspector(bootstrap_servers(resolved), check_timeout_s)
+                stack.push_async_callback(the_kafka.close)
+            checks = dict(readiness) if readiness is not None else {}
+            if readiness is None:
+                checks["broker"] = the_kafka.check
+                if database_ping is not None:
+                    checks["database"] = database_ping
+                # Hook for the worker's sink outage state (issue 6): add a "sinks" check
+                # here that reads StatsStore.load_worker_stats() and fails while a fresh
+                # worker reports a sink down.
+            yield AppState(
+                settings=resolved,
+                reader=the_reader,
+                stats_store=the_stats,
+                kafka=the_kafka,
+                readiness=checks,
+                check_timeout_s=check_timeout_s,
+            )
+
+    return Starlette(
+        routes=routes(),
+        middleware=[Middleware(RequestMiddleware, max_body_bytes=max_body_bytes)],
+        exception_handlers=dict(EXCEPTION_HANDLERS),
+        lifespan=lifespan,
+    )
+
+
+def _ping_of(reader: object) -> ReadinessCheck | None:
+    ping = getattr(reader, "ping", None)
+    return ping if callable(ping) else None
+
+
+def database_dsn(settings: Settings) -> str:
+    """DATABASE_URL, else the DSN of the embedded server ``make run`` keeps in DATA_DIR."""
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value()
+    from service.embedded.postgres import EmbeddedPostgres
+
+    return EmbeddedPostgres(settings.data_dir / "postgres").dsn()
+
+
+async def _open_repository(settings: Settings, stack: AsyncExitStack) -> Any:
+    from storage.postgres import PostgresRepository, create_pool
+
+    pool = await create_pool(database_dsn(settings))
+    stack.push_async_callback(pool.close)
+    return PostgresRepository(pool)

@@ -1,0 +1,155 @@
+"""The OpenAPI 3.1 document, built from the endpoint table and the pydantic models.
+
+Each Endpoint names its handler, query-parameter model and response models; the router
+(api.routes) and this document are both made from the same table, so what is documented
+is what is served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+from starlette.requests import Request
+from starlette.responses import Response
+
+from api.errors import PROBLEM_TYPES
+from api.responses import PROBLEM_MEDIA_TYPE
+from api.state import AppState
+from models.api import Problem
+
+Handler = Callable[[Request[AppState]], Awaitable[Response]]
+REF_TEMPLATE = "#/components/schemas/{model}"
+TITLE = "Energy data processing API"
+DESCRIPTION = (
+    "Hourly, daily, weekly and monthly consumption per device with cost and anomaly score, "
+    "computed from the `energy.readings` Kafka topic; processing statistics; health. "
+    "Every error is `application/problem+json` (schema `Problem`) naming each field at fault. "
+    "Times are RFC 3339; responses use UTC with `Z`. Unknown query parameters are ignored."
+)
+
+
+@dataclass(frozen=True)
+class ResponseSpec:
+    description: str
+    model: type[BaseModel] | None = None
+    media_type: str = "application/json"
+    schema: Mapping[str, Any] | None = None
+    """A literal JSON Schema for bodies that are not one of the pydantic models."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    operation_id: str
+    summary: str
+    tag: str
+    responses: Mapping[int, ResponseSpec]
+    description: str = ""
+    query: type[BaseModel] | None = None
+    extra_problems: Mapping[int, str] = field(default_factory=dict)
+
+
+def problem(description: str) -> ResponseSpec:
+    return ResponseSpec(description, Problem, PROBLEM_MEDIA_TYPE)
+
+
+def all_responses(endpoint: Endpoint) -> dict[int, ResponseSpec]:
+    """The endpoint's own responses plus the errors any request can meet."""
+    responses = dict(endpoint.responses)
+    if endpoint.query is not None:
+        responses.setdefault(400, problem("A query parameter is invalid; `errors` names each."))
+    for status, description in endpoint.extra_problems.items():
+        responses.setdefault(status, problem(description))
+    responses.setdefault(413, problem("The request body is larger than the limit."))
+    responses.setdefault(500, problem("Unexpected server error (logged; no internals shown)."))
+    return dict(sorted(responses.items()))
+
+
+def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
+    endpoints = list(endpoints)
+    keys: dict[tuple[type[BaseModel], JsonSchemaMode], None] = {(Problem, "serialization"): None}
+    for endpoint in endpoints:
+        for spec in all_responses(endpoint).values():
+            if spec.model is not None:
+                keys[(spec.model, "serialization")] = None
+    refs, top = models_json_schema(list(keys), ref_template=REF_TEMPLATE)
+    paths: dict[str, dict[str, Any]] = {}
+    for endpoint in endpoints:
+        operation: dict[str, Any] = {
+            "operationId": endpoint.operation_id,
+            "summary": endpoint.summary,
+            "tags": [endpoint.tag],
+        }
+        if endpoint.description:
+            operation["description"] = endpoint.description
+        if endpoint.query is not None:
+            operation["parameters"] = query_parameters(endpoint.query)
+        operation["responses"] = {
+            str(status): _response(spec, refs) for status, spec in all_responses(endpoint).items()
+        }
+        paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": TITLE, "version": _version(), "description": DESCRIPTION},
+        "paths": paths,
+        "components": {"schemas": top.get("$defs", {})},
+        "tags": [{"name": tag} for tag in dict.fromkeys(e.tag for e in endpoints)],
+        "x-problem-types": dict(PROBLEM_TYPES),
+    }
+
+
+def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """One OpenAPI query parameter per field; optional ones lose the ``null`` branch."""
+    schema = model.model_json_schema(mode="validation", ref_template=REF_TEMPLATE)
+    required = set(schema.get("required", []))
+    parameters = []
+    for name, prop in schema["properties"].items():
+        prop = _without_null(dict(prop))
+        prop.pop("title", None)
+        description = prop.pop("description", "")
+        parameter: dict[str, Any] = {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "schema": prop,
+        }
+        if description:
+            parameter["description"] = description
+        parameters.append(parameter)
+    return parameters
+
+
+def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
+    branches = prop.get("anyOf")
+    if isinstance(branches, list):
+        rest = [b for b in branches if b != {"type": "null"}]
+        if len(rest) == 1 and len(rest) < len(branches):
+            del prop["anyOf"]
+            merged = dict(rest[0])
+            merged.update(prop)
+            if merged.get("default", ...) is None:
+                del merged["default"]
+            return merged
+    return prop
+
+
+def _response(spec: ResponseSpec, refs: Mapping[Any, dict[str, Any]]) -> dict[str, Any]:
+    if spec.model is None:
+        schema: dict[str, Any] = dict(spec.schema or {"type": "string"})
+    else:
+        schema = dict(refs[(spec.model, "serialization")])
+    return {"description": spec.description, "content": {spec.media_type: {"schema": schema}}}
+
+
+def _version() -> str:
+    try:
+        return metadata.version("energy-processing")
+    except metadata.PackageNotFoundError:
+        return "0.0.0+source"

@@ -1,0 +1,22 @@
+"""The typed lifespan state every handler reads (``request.state[...]``)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypedDict
+
+from api.kafka import KafkaInspector
+from service.settings import Settings
+from storage.base import MetricsReader, StatsStore
+
+# A readiness check returns when its dependency answers and raises (anything) when not.
+ReadinessCheck = Callable[[], Awaitable[object]]
+
+
+class AppState(TypedDict):
+    settings: Settings
+    reader: MetricsReader
+    stats_store: StatsStore
+    kafka: KafkaInspector
+    readiness: Mapping[str, ReadinessCheck]
+    check_timeout_s: float
