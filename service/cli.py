@@ -1,0 +1,310 @@
+"""The ``energy-processing`` command: run everything locally, or one process of a deployment.
+
+Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+from service.logging import configure_logging
+from service.settings import ConfigurationError, Settings, load_settings
+
+log = logging.getLogger("energy_processing")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+DESCRIPTION = """\
+Event-driven energy data processing: Kafka readings to hourly, daily, weekly and monthly
+consumption, cost and anomaly scores, stored in PostgreSQL and InfluxDB and served over HTTP.
+
+Configuration comes from environment variables (see README), e.g. KAFKA_BROKER_URL,
+DATABASE_URL, INFLUXDB_URL, LOG_LEVEL, LOG_FORMAT. A bad value stops with exit code 2 and
+names the variable.
+"""
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": (
+        "run everything locally (what `make run` does)",
+        "Start embedded Kafka (memory only), PostgreSQL and VictoriaMetrics where "
+        "KAFKA_BROKER_URL, DATABASE_URL or INFLUXDB_URL is not set, create topics, migrate, then "
+        "run a worker, the API (authentication disabled, for local use only) and, unless "
+        "DEMO=false, a simulated meter feed. Ctrl-C stops everything.",
+    ),
+    "worker": (
+        "run one stream-processing worker (Faust app agents.app:app)",
+        "Consume the readings and jobs topics and write windows to the sinks. Start as many "
+        "as there are partitions to share the load; needs KAFKA_BROKER_URL and DATABASE_URL.",
+    ),
+    "api": (
+        "serve the HTTP API (uvicorn) on API_HOST:API_PORT",
+        "Serve /api/v1/metrics, /api/v1/jobs, /api/v1/aggregate, /api/v1/stats and health.",
+    ),
+    "produce": (
+        "send readings from a JSONL file or simulated meters to the readings topic",
+        "Each line of FILE (one reading object or a JSON array of readings) is sent as-is, "
+        "keyed by its device_id. With --simulate, simulated meters send readings for the "
+        "last --duration of time. A progress line (count, rate) is shown on stderr.",
+    ),
+    "migrate": (
+        "apply the PostgreSQL schema migrations to DATABASE_URL",
+        "Idempotent: already applied migrations are skipped.",
+    ),
+    "topics": (
+        "create the Kafka topics (idempotent)",
+        "Create the readings, dead-letter, metrics, anomalies and jobs topics with "
+        "TOPIC_PARTITIONS partitions and explicit retention; existing topics are kept.",
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="energy-processing",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = {
+        name: commands.add_parser(name, help=summary, description=detail)
+        for name, (summary, detail) in COMMANDS.items()
+    }
+
+    sub["run"].add_argument(
+        "--no-demo", action="store_true", help="do not start the simulated meter feed (DEMO)"
+    )
+    sub["worker"].add_argument(
+        "--without-web",
+        action="store_true",
+        help="do not start the worker's own web server on WORKER_WEB_PORT",
+    )
+    sub["api"].add_argument("--host", help="bind address (default: API_HOST)")
+    sub["api"].add_argument("--port", type=int, help="port (default: API_PORT)")
+
+    produce = sub["produce"]
+    produce.add_argument("file", nargs="?", help="JSONL file of readings, '-' for stdin")
+    produce.add_argument(
+        "--simulate", action="store_true", help="send simulated meter readings instead of a file"
+    )
+    produce.add_argument(
+        "--devices", type=int, default=36, help="simulated devices (default: %(default)s)"
+    )
+    produce.add_argument(
+        "--duration",
+        default="1h",
+        help="simulated time span ending now, e.g. 90s, 15m, 6h, 2d (default: %(default)s)",
+    )
+    produce.add_argument(
+        "--step", type=float, default=60.0, help="seconds between a device's readings"
+    )
+    produce.add_argument("--seed", type=int, default=0, help="simulation seed (default: 0)")
+    produce.add_argument(
+        "--start", help="simulated start time, RFC 3339 (default: now minus --duration)"
+    )
+    produce.add_argument(
+        "--bootstrap",
+        help="Kafka bootstrap address (default: KAFKA_BROKER_URL, else the "
+        "embedded broker of `run` on 127.0.0.1:KAFKA_PORT)",
+    )
+    produce.add_argument("--topic", help="topic (default: READINGS_TOPIC)")
+    produce.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        metavar="N",
+        help="send up to N readings of a device per message as a JSON array (gateway style)",
+    )
+
+    sub["migrate"].add_argument("--dsn", help="PostgreSQL DSN (default: DATABASE_URL)")
+    sub["topics"].add_argument("--bootstrap", help="Kafka bootstrap address")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigurationError as exc:
+        print(f"energy-processing: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(settings.log_level, settings.log_format)
+    handler = _HANDLERS[args.command]
+    try:
+        return handler(settings, args, parser)
+    except ConfigurationError as exc:
+        print(f"energy-processing: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if _is_expected_failure(exc):
+            log.error("%s", exc)
+        else:
+            log.exception("%s failed", args.command)
+        return EXIT_FAILURE
+
+
+def _is_expected_failure(exc: Exception) -> bool:
+    """Failures whose message says it all (a busy port, an unreachable server)."""
+    from service.embedded.kafka import EmbeddedKafkaError
+    from service.ports import PortInUse
+    from service.topics import BrokerUnavailable, TopicsError
+
+    return isinstance(exc, PortInUse | BrokerUnavailable | TopicsError | EmbeddedKafkaError)
+
+
+def _run(settings: Settings, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from service.run import run
+
+    if args.no_demo:
+        settings = settings.model_copy(update={"demo": False})
+    return run(settings)
+
+
+def _worker(settings: Settings, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    run_worker(settings, with_web=not args.without_web)
+
+
+def run_worker(settings: Settings, with_web: bool = True) -> NoReturn:
+    """Run the Faust app ``agents.app:app`` as ``faust worker`` would, keeping our logging."""
+    from agents.app import app
+
+    # What App.main() does before handing over to the `faust worker` command.
+    app.finalize()
+    app.worker_init()
+    if app.conf.autodiscover:
+        app.discover()
+    app.worker_init_post_autodiscover()
+    app.conf.web_enabled = with_web
+    app.conf.web_port = settings.worker_web_port
+    worker_class: Any = app.conf.Worker
+    worker = worker_class(
+        app,
+        loglevel=settings.log_level,
+        quiet=True,
+        redirect_stdouts=False,
+        override_logging=False,  # keep configure_logging's handler and format
+    )
+    log.info(
+        "worker starting",
+        extra={"app_id": app.conf.id, "broker": str(app.conf.broker[0]), "web": with_web},
+    )
+    worker.execute_from_commandline()
+    raise SystemExit(EXIT_FAILURE)  # execute_from_commandline always raises SystemExit
+
+
+def _api(settings: Settings, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import functools
+
+    import uvicorn
+
+    from api.app import create_app
+
+    host = args.host or settings.api_host
+    port = args.port or settings.api_port
+    log.info("API starting", extra={"url": f"http://{host}:{port}"})
+    uvicorn.run(
+        functools.partial(create_app, settings),
+        factory=True,
+        host=host,
+        port=port,
+        log_config=None,  # keep configure_logging's handler and format
+        access_log=settings.log_level == "DEBUG",
+        lifespan="on",
+    )
+    return EXIT_OK
+
+
+def _produce(settings: Settings, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from service.produce import (
+        Progress,
+        default_bootstrap,
+        messages_from_lines,
+        messages_from_readings,
+        parse_duration,
+        produce,
+        read_lines,
+    )
+    from streams.simulate import simulate
+
+    if bool(args.file) == bool(args.simulate):
+        parser.error("produce: give a FILE or --simulate (one of them)")
+    if args.batch < 1:
+        parser.error("produce: --batch must be at least 1")
+    bootstrap = args.bootstrap or default_bootstrap(settings)
+    topic = args.topic or settings.readings_topic
+    if args.simulate:
+        if args.devices < 1 or args.step <= 0:
+            parser.error("produce: --devices must be >= 1 and --step > 0")
+        try:
+            duration = parse_duration(args.duration)
+            end = _parse_time(args.start).timestamp() + duration if args.start else None
+        except ValueError as exc:
+            parser.error(f"produce: {exc}")
+        if end is None:
+            end = datetime.now(UTC).timestamp()
+        readings = simulate(end - duration, args.step, args.devices, args.seed, end=end)
+        messages = messages_from_readings(readings, args.batch)
+    else:
+        messages = messages_from_lines(read_lines(args.file), args.batch)
+    log.info("producing", extra={"bootstrap": bootstrap, "topic": topic})
+    asyncio.run(produce(bootstrap, topic, messages, Progress()))
+    return EXIT_OK
+
+
+def _parse_time(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError(f"--start {text!r} needs an explicit offset or Z")
+    return moment
+
+
+def _migrate(settings: Settings, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    dsn = args.dsn or (settings.database_url.get_secret_value() if settings.database_url else None)
+    if not dsn:
+        raise ConfigurationError("DATABASE_URL is not set (or pass --dsn)")
+    from storage.migrations import migrate
+
+    asyncio.run(migrate(dsn))
+    log.info("migrations applied")
+    return EXIT_OK
+
+
+def _topics(settings: Settings, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from service.produce import default_bootstrap
+    from service.topics import ensure_topics, wait_for_broker
+
+    bootstrap = args.bootstrap or default_bootstrap(settings)
+
+    async def create() -> None:
+        await wait_for_broker(bootstrap, timeout=30.0)
+        await ensure_topics(bootstrap, settings)
+
+    asyncio.run(create())
+    log.info("topics ready", extra={"bootstrap": bootstrap})
+    return EXIT_OK
+
+
+_HANDLERS = {
+    "run": _run,
+    "worker": _worker,
+    "api": _api,
+    "produce": _produce,
+    "migrate": _migrate,
+    "topics": _topics,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

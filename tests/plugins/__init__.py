@@ -1,0 +1,1 @@
+"""Fixture plugins registered in tests/conftest.py."""
