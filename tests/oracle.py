@@ -4,6 +4,7 @@ to every period including week and month)."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -119,7 +120,11 @@ def compute(
         rows = [by_ts[t] for t in sorted(by_ts)]
         windows: dict[tuple[str, int], tuple[int, OracleWindow]] = {}
 
-        def win(period: str, us: int) -> OracleWindow:
+        def win(
+            period: str,
+            us: int,
+            windows: dict[tuple[str, int], tuple[int, OracleWindow]] = windows,
+        ) -> OracleWindow:
             start, end = window_of(period, us, tz)
             if (period, start) not in windows:
                 windows[(period, start)] = (end, OracleWindow())
@@ -133,7 +138,7 @@ def compute(
                     w.powers.append(r.power_w)
                 w.first_ts = r.ts if w.first_ts is None else min(w.first_ts, r.ts)
                 w.last_ts = r.ts if w.last_ts is None else max(w.last_ts, r.ts)
-        for a, b in zip(rows, rows[1:], strict=False):
+        for a, b in itertools.pairwise(rows):
             dt_s = (b.ts - a.ts) / 1e6
             if a.energy_kwh is not None and b.energy_kwh is not None:
                 delta = b.energy_kwh - a.energy_kwh

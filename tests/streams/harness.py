@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import orjson
@@ -51,7 +52,7 @@ def run_stream(
             assert previous is None or fields["revision"] == previous["revision"] + 1, key
             latest[key] = fields
 
-    for index, (lo, hi) in enumerate(zip(bounds, bounds[1:], strict=False)):
+    for index, (lo, hi) in enumerate(itertools.pairwise(bounds)):
         result = processor.process_messages(values[lo:hi], states, NOW_US, wall=float(index))
         collect(result.emissions)
         if restart_at and index in restart_at:
