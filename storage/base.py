@@ -8,7 +8,7 @@ lower one changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -93,3 +93,19 @@ class StatsStore(Protocol):
     async def load_worker_stats(self) -> list[dict[str, Any]]:
         """One dict per worker: ``{"worker_id", "updated_at", "stats"}``."""
         ...
+
+
+@dataclass(frozen=True)
+class DeviceSeen:
+    """What a batch of readings says about one device: its earliest and latest reading time
+    and (optionally) the latest reading. Stores keep the minimum ``first_seen``, the maximum
+    ``last_seen`` and the ``last_reading`` that goes with it."""
+
+    device_id: str
+    first_seen: datetime
+    last_seen: datetime
+    last_reading: Mapping[str, Any] | None = None
+
+
+class DeviceStore(Protocol):
+    async def upsert_devices(self, rows: Sequence[DeviceSeen]) -> None: ...

@@ -1,0 +1,291 @@
+"""PostgreSQL driver: the metrics sink, the reader the API uses, worker stats and devices.
+
+Both classes take a built asyncpg pool (``create_pool``) and never close it: its owner does.
+Failures are mapped once, in ``map_error``: anything that says "the server is not reachable
+right now" becomes ``SinkUnavailable`` (retry), anything that says "this data is wrong"
+becomes ``SinkRejected``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, cast
+
+import asyncpg
+
+from models.metrics import WindowAggregate
+from storage.base import (
+    DeviceSeen,
+    MetricsPage,
+    MetricsQuery,
+    SinkRejected,
+    SinkUnavailable,
+    StorageError,
+)
+from storage.cursor import CursorKey, decode_cursor, encode_cursor
+
+SINK_NAME = "postgres"
+MAX_PAGE_SIZE = 10_000
+
+# Column order of the metrics table as written and read; the unnest casts follow it.
+_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("device_id", "text"),
+    ("period", "text"),
+    ("window_start", "timestamptz"),
+    ("window_end", "timestamptz"),
+    ("reading_count", "int4"),
+    ("power_reading_count", "int4"),
+    ("power_mean_w", "float8"),
+    ("power_min_w", "float8"),
+    ("power_max_w", "float8"),
+    ("energy_kwh", "float8"),
+    ("cost", "numeric"),
+    ("currency", "text"),
+    ("coverage", "float8"),
+    ("covered_seconds", "float8"),
+    ("first_ts", "timestamptz"),
+    ("last_ts", "timestamptz"),
+    ("anomaly_score", "float8"),
+    ("is_anomaly", "bool"),
+    ("revision", "int4"),
+)
+_KEY = ("device_id", "period", "window_start")
+_NAMES = [name for name, _ in _COLUMNS]
+
+# One statement, one round trip: the batch travels as one array per column. The WHERE makes
+# replays no-ops and lets only a higher revision replace a stored window.
+UPSERT_METRICS = f"""
+INSERT INTO metrics ({", ".join(_NAMES)})
+SELECT * FROM unnest({", ".join(f"${i}::{kind}[]" for i, (_, kind) in enumerate(_COLUMNS, 1))})
+ON CONFLICT (device_id, period, window_start) DO UPDATE SET
+    {", ".join(f"{name} = EXCLUDED.{name}" for name in _NAMES if name not in _KEY)},
+    updated_at = now()
+WHERE metrics.revision < EXCLUDED.revision
+"""
+
+UPSERT_DEVICES = """
+INSERT INTO devices (device_id, first_seen, last_seen, last_reading)
+SELECT device_id, first_seen, last_seen, last_reading::jsonb
+FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::text[])
+    AS batch(device_id, first_seen, last_seen, last_reading)
+ON CONFLICT (device_id) DO UPDATE SET
+    first_seen = LEAST(devices.first_seen, EXCLUDED.first_seen),
+    last_seen = GREATEST(devices.last_seen, EXCLUDED.last_seen),
+    last_reading = CASE
+        WHEN EXCLUDED.last_seen >= devices.last_seen AND EXCLUDED.last_reading IS NOT NULL
+        THEN EXCLUDED.last_reading
+        ELSE devices.last_reading
+    END
+"""
+
+# Transient by nature: the server is away, restarting, overloaded, or chose a victim.
+_TRANSIENT_POSTGRES_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.PostgresConnectionError,  # class 08
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, cannot connect now
+    asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, disk full
+    asyncpg.exceptions.TransactionRollbackError,  # class 40: serialization failure, deadlock
+    asyncpg.exceptions.ReadOnlySQLTransactionError,  # a failover left us on a replica
+)
+
+
+def map_error(exc: BaseException, sink: str = SINK_NAME) -> StorageError | None:
+    """The storage error ``exc`` stands for, or None when it is not a database failure."""
+    if isinstance(exc, StorageError):
+        return exc
+    detail = f"{type(exc).__name__}: {exc}".strip()
+    if isinstance(exc, _TRANSIENT_POSTGRES_ERRORS):
+        return SinkUnavailable(sink, detail)
+    if isinstance(exc, asyncpg.exceptions.DataError | asyncpg.PostgresError):
+        # Client-side encoding errors and everything else the server refused (classes 22,
+        # 23, 42: bad values, constraint violations, a schema that is not migrated).
+        return SinkRejected(sink, detail)
+    if isinstance(exc, asyncpg.InterfaceError | asyncpg.exceptions.InternalClientError):
+        # Connection closed mid-operation, pool closed or closing.
+        return SinkUnavailable(sink, detail)
+    if isinstance(exc, OSError | TimeoutError):
+        return SinkUnavailable(sink, detail)
+    return None
+
+
+@contextmanager
+def _mapped_errors(sink: str = SINK_NAME) -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        mapped = map_error(exc, sink)
+        if mapped is None or mapped is exc:
+            raise
+        raise mapped from exc
+
+
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10, connect_timeout: float = 10.0
+) -> Any:
+    """An asyncpg pool for ``dsn``; ``SinkUnavailable`` if the server cannot be reached."""
+    with _mapped_errors():
+        return await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, timeout=connect_timeout
+        )
+
+
+def _dedupe(batch: Sequence[WindowAggregate]) -> list[WindowAggregate]:
+    """One row per key (the highest revision; the later one on a tie), in key order.
+
+    ON CONFLICT cannot touch a row twice in one statement, and a fixed order means two
+    workers upserting overlapping batches lock rows in the same order (no deadlock).
+    """
+    latest: dict[tuple[str, str, Any], WindowAggregate] = {}
+    for window in batch:
+        key = (window.device_id, window.period, window.window_start)
+        kept = latest.get(key)
+        if kept is None or window.revision >= kept.revision:
+            latest[key] = window
+    return [latest[key] for key in sorted(latest)]
+
+
+class PostgresSink:
+    """Upserts window aggregates into ``metrics`` in one statement per batch."""
+
+    name = SINK_NAME
+
+    def __init__(self, pool: Any, *, timeout: float = 30.0) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        self.rows_changed = 0
+        """Rows inserted or replaced by a higher revision (replays do not count)."""
+
+    async def start(self) -> None:
+        """Check that the server answers and the schema is migrated."""
+        with _mapped_errors():
+            await self._pool.fetchval("SELECT 1 FROM metrics LIMIT 1", timeout=self._timeout)
+
+    async def write(self, batch: Sequence[WindowAggregate]) -> None:
+        rows = _dedupe(batch)
+        if not rows:
+            return
+        columns = [[getattr(window, name) for window in rows] for name in _NAMES]
+        with _mapped_errors():
+            status = await self._pool.execute(UPSERT_METRICS, *columns, timeout=self._timeout)
+        self.rows_changed += int(str(status).rsplit(" ", 1)[-1])
+
+    async def close(self) -> None:
+        """Nothing to release: the pool belongs to whoever built it."""
+
+
+class PostgresRepository:
+    """Reads for the API (metrics pages), worker stats, and device sightings."""
+
+    name = SINK_NAME
+
+    def __init__(self, pool: Any, *, timeout: float = 30.0) -> None:
+        self._pool = pool
+        self._timeout = timeout
+
+    async def ping(self) -> bool:
+        """Whether the server answers a trivial query right now."""
+        try:
+            with _mapped_errors():
+                await self._pool.fetchval("SELECT 1", timeout=min(self._timeout, 5.0))
+        except SinkUnavailable:
+            return False
+        return True
+
+    async def query_metrics(self, query: MetricsQuery) -> MetricsPage:
+        after = decode_cursor(query.cursor) if query.cursor is not None else None
+        limit = max(1, min(query.limit, MAX_PAGE_SIZE))
+        args: list[object] = []
+
+        def param(value: object) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        where = ["(reading_count > 0 OR energy_kwh > 0)"]
+        if query.device_id is not None:
+            where.append(f"device_id = {param(query.device_id)}")
+        if query.period is not None:
+            where.append(f"period = {param(query.period)}")
+        if query.start is not None:
+            where.append(f"window_start >= {param(query.start)}")
+        if query.end is not None:
+            where.append(f"window_start < {param(query.end)}")
+        if query.anomalies_only:
+            where.append("is_anomaly")
+        if after is not None:
+            key = f"({param(after.device_id)}, {param(after.period)}, {param(after.window_start)})"
+            where.append(f"(device_id, period, window_start) > {key}")
+        sql = (
+            f"SELECT {', '.join(_NAMES)} FROM metrics WHERE {' AND '.join(where)}"
+            f" ORDER BY device_id, period, window_start LIMIT {param(limit + 1)}"
+        )
+        with _mapped_errors():
+            rows = await self._pool.fetch(sql, *args, timeout=self._timeout)
+        items = [WindowAggregate.model_validate(dict(row)) for row in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = items[-1]
+            next_cursor = encode_cursor(CursorKey(last.device_id, last.period, last.window_start))
+        return MetricsPage(items=items, next_cursor=next_cursor)
+
+    async def save_worker_stats(self, worker_id: str, stats: dict[str, Any]) -> None:
+        # Passed as text and cast in SQL, so it works whatever JSON codec the pool has.
+        with _mapped_errors():
+            await self._pool.execute(
+                "INSERT INTO worker_stats (worker_id, updated_at, stats)"
+                " VALUES ($1, now(), $2::text::jsonb)"
+                " ON CONFLICT (worker_id) DO UPDATE"
+                " SET updated_at = EXCLUDED.updated_at, stats = EXCLUDED.stats",
+                worker_id,
+                json.dumps(stats, default=str),
+                timeout=self._timeout,
+            )
+
+    async def load_worker_stats(self) -> list[dict[str, Any]]:
+        with _mapped_errors():
+            rows = await self._pool.fetch(
+                "SELECT worker_id, updated_at, stats::text AS stats"
+                " FROM worker_stats ORDER BY worker_id",
+                timeout=self._timeout,
+            )
+        return [
+            {
+                "worker_id": row["worker_id"],
+                "updated_at": row["updated_at"],
+                "stats": cast(dict[str, Any], json.loads(row["stats"])),
+            }
+            for row in rows
+        ]
+
+    async def upsert_devices(self, rows: Sequence[DeviceSeen]) -> None:
+        """Record sightings: ``first_seen`` keeps the minimum, ``last_seen`` the maximum."""
+        merged: dict[str, DeviceSeen] = {}
+        for row in rows:
+            kept = merged.get(row.device_id)
+            if kept is None:
+                merged[row.device_id] = row
+                continue
+            newer, older = (row, kept) if row.last_seen >= kept.last_seen else (kept, row)
+            merged[row.device_id] = DeviceSeen(
+                device_id=row.device_id,
+                first_seen=min(row.first_seen, kept.first_seen),
+                last_seen=newer.last_seen,
+                last_reading=newer.last_reading
+                if newer.last_reading is not None
+                else older.last_reading,
+            )
+        if not merged:
+            return
+        ordered = [merged[device_id] for device_id in sorted(merged)]
+        with _mapped_errors():
+            await self._pool.execute(
+                UPSERT_DEVICES,
+                [row.device_id for row in ordered],
+                [row.first_seen for row in ordered],
+                [row.last_seen for row in ordered],
+                [
+                    None if row.last_reading is None else json.dumps(row.last_reading, default=str)
+                    for row in ordered
+                ],
+                timeout=self._timeout,
+            )
