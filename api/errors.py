@@ -96,14 +96,18 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     status = exc.status_code
     title = HTTPStatus(status).phrase
+    headers = dict(exc.headers or {})
     if status == 404:
         detail = f"no resource at {request.url.path}; the endpoints are listed at /docs"
     elif status == 405:
-        allowed = (exc.headers or {}).get("Allow") or (exc.headers or {}).get("allow", "")
+        # Starlette keeps a route's methods in a set; a stable order reads better.
+        methods = (headers.pop("Allow", None) or headers.pop("allow", "")).split(",")
+        allowed = ", ".join(sorted(m.strip() for m in methods if m.strip()))
+        headers["Allow"] = allowed
         detail = f"{request.method} is not allowed on {request.url.path}; allowed: {allowed}"
     else:
         detail = exc.detail if exc.detail != title else title
-    return problem_response(status, title, detail, headers=exc.headers)
+    return problem_response(status, title, detail, headers=headers)
 
 
 async def _sink_unavailable(request: Request, exc: Exception) -> Response:

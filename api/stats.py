@@ -103,9 +103,11 @@ def _add_into(totals: dict[str, Any], stats: Mapping[str, Any], *, fresh: bool) 
             if _is_number(current):
                 totals[key] = current + value
         elif isinstance(value, Mapping):
-            nested = totals.setdefault(key, {})
+            nested = totals.get(key, {})
             if isinstance(nested, dict):
                 _add_into(nested, value, fresh=fresh)
+                if nested:  # a dict of statuses (no numbers) is not a total
+                    totals[key] = nested
 
 
 def _is_number(value: object) -> bool:
