@@ -14,6 +14,8 @@ import logging
 import re
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -66,9 +68,11 @@ class Migration:
         return f"{self.version:04d}_{self.name}"
 
 
-def load_migrations() -> list[Migration]:
-    """The migrations shipped in ``storage/migrations``, ordered by version."""
-    folder = resources.files("storage") / "migrations"
+def load_migrations(folder: Traversable | Path | None = None) -> list[Migration]:
+    """The migrations in ``folder`` (default: those shipped in ``storage/migrations``),
+    ordered by version."""
+    if folder is None:
+        folder = resources.files("storage") / "migrations"
     migrations: dict[int, Migration] = {}
     for entry in folder.iterdir():
         if not entry.name.endswith(".sql"):

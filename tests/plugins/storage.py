@@ -1,5 +1,12 @@
 """Storage fixtures: one embedded PostgreSQL and one VictoriaMetrics per test session.
 
+Fixtures: ``postgres_server`` (session, EmbeddedPostgres), ``postgres_dsn`` (session, shared
+migrated ``energy`` database), ``pg_database`` / ``pg_empty_database`` (per test, DSN of a
+fresh migrated / empty database), ``pg_pool`` (per test, asyncpg pool on ``pg_database``),
+``victoria_server`` / ``victoria_url`` (session), ``influx_client`` (per test,
+InfluxDBClientAsync on it), ``victoria_factory`` (per test, make own servers), ``server_dir``,
+``unique_prefix``.
+
 Tests that write get a database of their own (``pg_database``, ``pg_pool``), cloned from a
 migrated template, so they never see each other's rows. VictoriaMetrics has no databases:
 tests keep apart by using device ids unique to the test (``unique_prefix``).
@@ -8,9 +15,12 @@ tests keep apart by using device ids unique to the test (``unique_prefix``).
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,26 +60,48 @@ def run_in_thread(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return value
 
 
+@contextmanager
+def server_folder(what: str) -> Iterator[Path]:
+    """A private folder for a server's data, removed afterwards.
+
+    Not under pytest's numbered temp folders: a concurrent pytest session prunes old ones,
+    which would delete a running server's data (and socket) from under it.
+    """
+    folder = Path(tempfile.mkdtemp(prefix=f"energy-test-{what}-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def server_dir() -> Iterator[Path]:
+    """A private folder for servers a test starts itself (removed afterwards)."""
+    with server_folder("own") as folder:
+        yield folder
+
+
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+def postgres_server() -> Iterator[EmbeddedPostgres]:
     """A started EmbeddedPostgres (Unix socket) for the session, with a migrated template
     database ``energy_test_template`` that per-test databases are cloned from."""
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("postgres"), settings=FAST_SETTINGS)
-    server.start()
+    with server_folder("postgres") as folder:
+        server = EmbeddedPostgres(folder / "pgdata", settings=FAST_SETTINGS)
+        server.start()
+        try:
+            run_in_thread(lambda: _create_template(server))
+            yield server
+        finally:
+            server.stop()
+
+
+async def _create_template(server: EmbeddedPostgres) -> None:
+    admin = await asyncpg.connect(server.dsn("postgres"))
     try:
-
-        async def prepare() -> None:
-            admin = await asyncpg.connect(server.dsn("postgres"))
-            try:
-                await admin.execute(f'CREATE DATABASE "{TEMPLATE_DATABASE}"')
-            finally:
-                await admin.close()
-            await migrate(server.dsn(TEMPLATE_DATABASE))
-
-        run_in_thread(prepare)
-        yield server
+        await admin.execute(f'CREATE DATABASE "{TEMPLATE_DATABASE}"')
     finally:
-        server.stop()
+        await admin.close()
+    await migrate(server.dsn(TEMPLATE_DATABASE))
 
 
 @pytest.fixture(scope="session")
@@ -137,17 +169,16 @@ def _require_victoria_metrics() -> None:
 
 
 @pytest.fixture(scope="session")
-def victoria_server(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[EmbeddedVictoriaMetrics]:
+def victoria_server() -> Iterator[EmbeddedVictoriaMetrics]:
     """A started EmbeddedVictoriaMetrics on a free port for the session."""
     _require_victoria_metrics()
-    server = EmbeddedVictoriaMetrics(tmp_path_factory.mktemp("victoria"), free_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    with server_folder("victoria") as folder:
+        server = EmbeddedVictoriaMetrics(folder, free_port())
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -159,7 +190,7 @@ def victoria_url(victoria_server: EmbeddedVictoriaMetrics) -> str:
 @pytest.fixture
 async def influx_client(victoria_url: str) -> AsyncIterator[Any]:
     """An ``InfluxDBClientAsync`` on the session's VictoriaMetrics (closed afterwards)."""
-    client = InfluxDBClientAsync(url=victoria_url, token="unused", org="energy")
+    client: Any = InfluxDBClientAsync(url=victoria_url, token="unused", org="energy")
     try:
         yield client
     finally:
@@ -167,13 +198,13 @@ async def influx_client(victoria_url: str) -> AsyncIterator[Any]:
 
 
 @pytest.fixture
-def victoria_factory(tmp_path: Path) -> Iterator[Callable[[int], EmbeddedVictoriaMetrics]]:
+def victoria_factory(server_dir: Path) -> Iterator[Callable[[int], EmbeddedVictoriaMetrics]]:
     """Make (not start) VictoriaMetrics servers of this test's own; stopped afterwards."""
     _require_victoria_metrics()
     servers: list[EmbeddedVictoriaMetrics] = []
 
     def make(port: int) -> EmbeddedVictoriaMetrics:
-        server = EmbeddedVictoriaMetrics(tmp_path / f"victoria-{len(servers)}", port)
+        server = EmbeddedVictoriaMetrics(server_dir / f"victoria-{len(servers)}", port)
         servers.append(server)
         return server
 

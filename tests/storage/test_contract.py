@@ -117,8 +117,16 @@ async def test_higher_revision_wins(driver: Driver, unique_prefix: str) -> None:
     writes: Writes = []
     await apply(driver, writes, first_batch(unique_prefix))
     newer = [
-        window(f"{unique_prefix}a", "hour", 0, revision=1, reading_count=13, energy_kwh=0.5,
-               cost="0.150000000", power=(260.0, 90.0, 410.0)),  # fmt: skip
+        window(
+            f"{unique_prefix}a",
+            "hour",
+            0,
+            revision=1,
+            reading_count=13,
+            energy_kwh=0.5,
+            cost="0.150000000",
+            power=(260.0, 90.0, 410.0),
+        ),
         window(f"{unique_prefix}b", "month", 0, revision=2, energy_kwh=43.0, cost="12.9"),
     ]
     stored = await apply(driver, writes, newer)
