@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -20,10 +19,14 @@ from api.kafka import DEFAULT_TIMEOUT_S, AiokafkaInspector, KafkaInspector, boot
 from api.middleware import DEFAULT_MAX_BODY_BYTES, RequestMiddleware
 from api.routes import routes
 from api.state import AppState, ReadinessCheck
+from service.embedded.postgres import EmbeddedPostgres
 from service.settings import Settings, load_settings
 from storage.base import MetricsReader, StatsStore
+from storage.postgres import PostgresRepository, create_pool
 
 log = logging.getLogger(__name__)
+
+POOL_MAX_SIZE = 10
 
 
 def create_app(
@@ -97,14 +100,12 @@ def database_dsn(settings: Settings) -> str:
     """DATABASE_URL, else the DSN of the embedded server ``make run`` keeps in DATA_DIR."""
     if settings.database_url is not None:
         return settings.database_url.get_secret_value()
-    from service.embedded.postgres import EmbeddedPostgres
-
     return EmbeddedPostgres(settings.data_dir / "postgres").dsn()
 
 
-async def _open_repository(settings: Settings, stack: AsyncExitStack) -> Any:
-    from storage.postgres import PostgresRepository, create_pool
-
-    pool = await create_pool(database_dsn(settings))
+async def _open_repository(settings: Settings, stack: AsyncExitStack) -> PostgresRepository:
+    # min_size=0: no connection is opened at start, so the API comes up while the database
+    # is down and /ready names it, instead of failing to start.
+    pool = await create_pool(database_dsn(settings), min_size=0, max_size=POOL_MAX_SIZE)
     stack.push_async_callback(pool.close)
     return PostgresRepository(pool)

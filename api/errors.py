@@ -6,6 +6,7 @@ Unexpected exceptions never reach here: the request middleware logs them and ans
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 
@@ -69,13 +70,14 @@ class InvalidParameters(ApiError):
 class DependencyUnavailable(ApiError):
     """503: a store the answer needs did not respond."""
 
-    def __init__(self, dependency: str, detail: str) -> None:
+    def __init__(self, dependency: str, detail: str, retry_after: float | None = None) -> None:
+        seconds = RETRY_AFTER_S if retry_after is None else max(1, math.ceil(retry_after))
         super().__init__(
             503,
             f"{dependency.capitalize()} unavailable",
             detail,
             type_=UNAVAILABLE,
-            headers={"Retry-After": str(RETRY_AFTER_S)},
+            headers={"Retry-After": str(seconds)},
         )
         self.dependency = dependency
 
@@ -112,7 +114,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _sink_unavailable(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SinkUnavailable)
-    return await _api_error(request, DependencyUnavailable("database", exc.detail))
+    return await _api_error(request, DependencyUnavailable("database", exc.detail, exc.retry_after))
 
 
 EXCEPTION_HANDLERS = {

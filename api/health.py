@@ -35,7 +35,8 @@ async def _run(check: ReadinessCheck, limit_s: float) -> CheckResult:
     started = time.perf_counter()
     error: str | None = None
     try:
-        await asyncio.wait_for(check(), limit_s)
+        if await asyncio.wait_for(check(), limit_s) is False:
+            error = "did not answer"
     except TimeoutError:
         error = f"no answer within {limit_s:g} s"
     except Exception as exc:  # any failure of the dependency means "down"; say which

@@ -9,7 +9,8 @@ from api.kafka import KafkaInspector
 from service.settings import Settings
 from storage.base import MetricsReader, StatsStore
 
-# A readiness check returns when its dependency answers and raises (anything) when not.
+# A readiness check returns when its dependency answers; raising (anything) or returning
+# False means it is down (PostgresRepository.ping answers False rather than raising).
 ReadinessCheck = Callable[[], Awaitable[object]]
 
 

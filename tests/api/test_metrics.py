@@ -95,7 +95,7 @@ def assert_rejected(client: TestClient, params: dict[str, str], field: str, rule
         ({"device_id": "dev-1\n"}, "device_id", "1-128 characters"),
         ({"cursor": "not-a-cursor"}, "cursor", "not a cursor issued by this service"),
         ({"cursor": ""}, "cursor", "not a cursor issued by this service"),
-        ({"cursor": "x" * 2000}, "cursor", "not a cursor issued by this service"),
+        ({"cursor": "x" * 2049}, "cursor", "not a cursor issued by this service"),
         ({"anomalies_only": "yes"}, "anomalies_only", "one of true, false, 1, 0"),
         ({"anomalies_only": "True"}, "anomalies_only", "one of true, false, 1, 0"),
         ({"anomalies_only": ""}, "anomalies_only", "one of true, false, 1, 0"),
