@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub["worker"].add_argument(
         "--without-web",
         action="store_true",
-        help="do not start the worker's own web server on WORKER_WEB_PORT",
+        help="do not start Faust's web server (when the app enables it, it listens on "
+        "WORKER_WEB_PORT)",
     )
     sub["api"].add_argument("--host", help="bind address (default: API_HOST)")
     sub["api"].add_argument("--port", type=int, help="port (default: API_PORT)")
@@ -183,11 +184,13 @@ def run_worker(settings: Settings, with_web: bool = True) -> NoReturn:
     # What App.main() does before handing over to the `faust worker` command.
     app.finalize()
     app.worker_init()
-    if app.conf.autodiscover:
+    if app.conf.autodiscover:  # type: ignore[misc]  # mypy misreads this setting as a method
         app.discover()
     app.worker_init_post_autodiscover()
-    app.conf.web_enabled = with_web
-    app.conf.web_port = settings.worker_web_port
+    if not with_web:
+        app.conf.web_enabled = False
+    if app.conf.web_enabled:
+        app.conf.web_port = settings.worker_web_port
     worker_class: Any = app.conf.Worker
     worker = worker_class(
         app,
@@ -196,9 +199,22 @@ def run_worker(settings: Settings, with_web: bool = True) -> NoReturn:
         redirect_stdouts=False,
         override_logging=False,  # keep configure_logging's handler and format
     )
+    worker.spinner = None  # a terminal spinner would interleave with the log lines
+    started = worker.on_startup_finished
+
+    async def on_startup_finished() -> None:
+        await started()
+        log.info("worker ready", extra={"app_id": app.conf.id})
+
+    # The worker hands this to the app when it starts (faust.Worker.on_init_dependencies).
+    worker.on_startup_finished = on_startup_finished
     log.info(
         "worker starting",
-        extra={"app_id": app.conf.id, "broker": str(app.conf.broker[0]), "web": with_web},
+        extra={
+            "app_id": app.conf.id,
+            "broker": str(app.conf.broker[0]),
+            "web": app.conf.web_enabled,
+        },
     )
     worker.execute_from_commandline()
     raise SystemExit(EXIT_FAILURE)  # execute_from_commandline always raises SystemExit

@@ -15,7 +15,7 @@ import orjson
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD_ATTRS = frozenset(
     vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None)).keys()
-) | {"message", "asctime", "taskName"}
+) | {"message", "asctime", "taskName", "color_message"}  # uvicorn adds color_message
 
 NOISY_LOGGERS = (
     "aiokafka",

@@ -19,6 +19,7 @@ from typing import TextIO
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from service.endpoints import bootstrap_servers
 from service.settings import Settings
 
 # Futures awaited together; bounds memory while letting aiokafka batch freely.
@@ -37,7 +38,7 @@ def parse_duration(text: str) -> float:
 
 def default_bootstrap(settings: Settings) -> str:
     """KAFKA_BROKER_URL, else the embedded broker that ``energy-processing run`` starts."""
-    return settings.kafka_broker_url or f"127.0.0.1:{settings.kafka_port}"
+    return ",".join(bootstrap_servers(settings))
 
 
 @dataclass

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from service.embedded.kafka import EmbeddedKafka
+from service.endpoints import bootstrap_servers
 from service.ports import ensure_port_free
 from service.settings import Settings
 from service.topics import ensure_topics, wait_for_broker
@@ -61,9 +62,27 @@ class Child:
             os.killpg(self.process.pid, signum)
 
 
+def service_command(component: str) -> list[str]:
+    """How a child process is started: this interpreter running ``energy-processing <component>``."""
+    return [sys.executable, "-m", "service.cli", component]
+
+
+async def apply_migrations(dsn: str) -> object:
+    from storage.migrations import migrate
+
+    return await migrate(dsn)
+
+
 @dataclass
 class Runner:
+    """Starts the components, watches them, stops them newest first.
+
+    ``command_for`` and ``migrate`` are replaceable so tests can supervise stand-ins.
+    """
+
     settings: Settings
+    command_for: Callable[[str], list[str]] = service_command
+    migrate: Callable[[str], Awaitable[object]] = apply_migrations
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
     force: asyncio.Event = field(default_factory=asyncio.Event)
     _stops: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
@@ -89,7 +108,6 @@ class Runner:
     async def start(self) -> None:
         settings = self.settings
         ensure_port_free(settings.api_host, settings.api_port, "API", "API_PORT")
-        ensure_port_free("127.0.0.1", settings.worker_web_port, "worker web", "WORKER_WEB_PORT")
         settings.data_dir.mkdir(parents=True, exist_ok=True)
 
         bootstrap = await self._start_kafka()
@@ -102,9 +120,7 @@ class Runner:
         await ensure_topics(bootstrap, settings)
         log.info("topics ready", extra={"partitions": settings.topic_partitions})
         self.checkpoint()
-        from storage.migrations import migrate
-
-        await migrate(dsn)
+        await self.migrate(dsn)
         log.info("database migrated")
         self.checkpoint()
 
@@ -139,9 +155,10 @@ class Runner:
     async def _start_kafka(self) -> str:
         settings = self.settings
         if settings.kafka_broker_url:
-            await wait_for_broker(settings.kafka_broker_url, timeout=30.0)
-            log.info("kafka: %s (KAFKA_BROKER_URL)", settings.kafka_broker_url)
-            return settings.kafka_broker_url
+            bootstrap = ",".join(bootstrap_servers(settings))
+            await wait_for_broker(bootstrap, timeout=30.0)
+            log.info("kafka: %s (KAFKA_BROKER_URL)", bootstrap)
+            return bootstrap
         broker = EmbeddedKafka(settings.kafka_port, log_file=settings.data_dir / "kafka.log")
         bootstrap = await asyncio.to_thread(broker.start)
         self._stops.append(("Kafka broker", lambda: asyncio.to_thread(broker.stop)))
@@ -191,7 +208,7 @@ class Runner:
 
     def _spawn(self, command: str, env: dict[str, str]) -> None:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", command],
+            self.command_for(command),
             env=env,
             stdin=subprocess.DEVNULL,
             process_group=0,
@@ -283,8 +300,8 @@ def redact(dsn: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-async def run_async(settings: Settings) -> int:
-    runner = Runner(settings)
+async def run_async(settings: Settings, runner: Runner | None = None) -> int:
+    runner = runner or Runner(settings)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, runner.on_signal, signum)

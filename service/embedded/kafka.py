@@ -141,6 +141,7 @@ class EmbeddedKafka:
                 log.warning("embedded broker ignored SIGTERM; killing it")
                 _signal_group(process, signal.SIGKILL)
                 process.wait()
+        log.info("embedded broker on %s stopped", self.bootstrap)
         if self.log_file is None and self._log_path is not None:
             self._log_path.unlink(missing_ok=True)
 
