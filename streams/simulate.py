@@ -51,7 +51,7 @@ class SimDevice:
     base_w: float
     peak_w: float
     phase_s: float
-    report_offset_s: float
+    report_phase: float  # where in each step the device reports, as a fraction of it
     initial_kwh: float
 
 
@@ -87,7 +87,7 @@ def make_devices(count: int, seed: int) -> list[SimDevice]:
                 base_w=round(base_w, 1),
                 peak_w=round(peak_w, 1),
                 phase_s=rng.uniform(-45 * 60, 45 * 60),
-                report_offset_s=rng.uniform(0, 1),
+                report_phase=rng.uniform(0, 1),
                 initial_kwh=round(rng.uniform(0, 20_000), 3),
             )
         )
@@ -176,7 +176,9 @@ class Simulation:
         return self._anomaly(device, self._tick_of(device, ts), ts)
 
     def _nominal_ts(self, device: SimDevice, tick: int) -> float:
-        return self.start + (tick + 0.5 * device.report_offset_s) * self.step_s
+        # Devices report at their own offset within the step; the margin keeps the jitter of
+        # the first reading from reaching back before ``start``.
+        return self.start + (tick + 0.1 + 0.4 * device.report_phase) * self.step_s
 
     def _tick_of(self, device: SimDevice, ts: float) -> int:
         # Jitter stays within a tenth of a step, so rounding recovers the tick exactly.

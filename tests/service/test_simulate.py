@@ -166,3 +166,10 @@ def test_offices_draw_more_on_weekday_afternoons() -> None:
 def test_infinite_without_end() -> None:
     readings = list(islice(simulate(START, 60, 3, seed=1), 1000))
     assert len(readings) == 1000
+
+
+def test_readings_stay_within_start_and_end() -> None:
+    end = START + 2 * 3600
+    times = [r.ts for r in Simulation(START, 60, 20, seed=4).readings(end=end)]
+    assert min(times) >= START
+    assert max(times) < end
