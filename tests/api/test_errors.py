@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from api.app import create_app
+from api.middleware import RequestMiddleware
 from models.api import Problem
 from service.settings import Settings
 from tests.api.fakes import FakeKafka, FakeReader, FakeStatsStore
@@ -55,15 +62,26 @@ def test_oversized_body_is_413(settings: Settings) -> None:
     with TestClient(app) as client:
         declared = problem(client.post("/api/v1/metrics", content=b"x" * 1001), 413)
         assert "1000 bytes" in declared.detail
+        assert client.post("/health", content=b"x" * 1000).status_code == 405
 
-        def chunks() -> object:
-            for _ in range(5):
-                yield b"y" * 400
 
+def test_streamed_body_is_cut_off_at_the_limit() -> None:
+    async def echo_length(request: Request) -> Response:
+        return Response(str(len(await request.body())))
+
+    app = Starlette(
+        routes=[Route("/upload", echo_length, methods=["POST"])],
+        middleware=[Middleware(RequestMiddleware, max_body_bytes=1000)],
+    )
+
+    def chunks(count: int) -> Iterator[bytes]:
+        for _ in range(count):
+            yield b"y" * 400
+
+    with TestClient(app) as client:
         # No Content-Length: the limit is enforced while the body streams in.
-        streamed = client.post("/health", content=chunks())
-        assert streamed.status_code in (405, 413)
-        assert client.post("/health", content=b"x" * 10).status_code == 405
+        assert client.post("/upload", content=chunks(2)).text == "800"
+        problem(client.post("/upload", content=chunks(3)), 413)
 
 
 def test_unexpected_exception_is_500_without_internals_and_logged(
