@@ -80,6 +80,9 @@ ON CONFLICT (device_id) DO UPDATE SET
     END
 """
 
+# asyncpg.DataError is the server's class 22; the client's encoding error is this one.
+_ClientDataError: type[Exception] = asyncpg.exceptions._base.DataError
+
 # Transient by nature: the server is away, restarting, overloaded, or chose a victim.
 _TRANSIENT_POSTGRES_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.PostgresConnectionError,  # class 08
@@ -97,9 +100,9 @@ def map_error(exc: BaseException, sink: str = SINK_NAME) -> StorageError | None:
     detail = f"{type(exc).__name__}: {exc}".strip()
     if isinstance(exc, _TRANSIENT_POSTGRES_ERRORS):
         return SinkUnavailable(sink, detail)
-    if isinstance(exc, asyncpg.exceptions.DataError | asyncpg.PostgresError):
-        # Client-side encoding errors and everything else the server refused (classes 22,
-        # 23, 42: bad values, constraint violations, a schema that is not migrated).
+    if isinstance(exc, _ClientDataError | asyncpg.PostgresError):
+        # Values the client cannot encode, and everything else the server refused (classes
+        # 22, 23, 42: bad values, constraint violations, a schema that is not migrated).
         return SinkRejected(sink, detail)
     if isinstance(exc, asyncpg.InterfaceError | asyncpg.exceptions.InternalClientError):
         # Connection closed mid-operation, pool closed or closing.
