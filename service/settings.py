@@ -42,13 +42,22 @@ class Settings(BaseSettings):
     metrics_topic: str = "energy.metrics"
     anomalies_topic: str = "energy.anomalies"
     jobs_topic: str = "energy.jobs"
-    topic_partitions: int = Field(default=4, ge=1, le=1024)
+    # 1 keeps total arrival order even for producers that do not key by device_id;
+    # raise it (and key by device_id) to spread devices over several workers.
+    topic_partitions: int = Field(default=1, ge=1, le=1024)
 
     # Processes.
     app_id: str = "energy-processing"
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8002, ge=1, le=65535)
     worker_web_port: int = Field(default=6066, ge=1, le=65535)
+    # Worker tuning: messages folded per batch, and how long to wait to fill one.
+    batch_max: int = Field(default=2000, ge=1, le=100_000)
+    batch_within: float = Field(default=0.05, gt=0, le=10)
+    # 1 works around the embedded broker's ListOffsets bug after batched produce (see
+    # README); raise it (e.g. 65536) against Apache Kafka for throughput.
+    producer_max_batch_size: int = Field(default=1, ge=1)
+    stats_interval: float = Field(default=5.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     demo: bool = True

@@ -29,3 +29,18 @@ class ProcessingConfig:
     @property
     def future_tolerance_us(self) -> int:
         return round(self.future_tolerance_s * US_PER_S)
+
+
+def config_from_settings(settings: object) -> ProcessingConfig:
+    """Build from any object with the SEMANTICS.md setting attributes (the service's
+    Settings), without importing it here."""
+    tariff = getattr(settings, "effective_tariff", None)
+    return ProcessingConfig(
+        grace_s=float(getattr(settings, "grace")),  # noqa: B009
+        max_gap_s=float(getattr(settings, "max_gap")),  # noqa: B009
+        max_power_w=float(getattr(settings, "max_power_w")),  # noqa: B009
+        future_tolerance_s=float(getattr(settings, "future_tolerance")),  # noqa: B009
+        idle_flush_s=float(getattr(settings, "idle_flush")),  # noqa: B009
+        timezone=str(getattr(settings, "timezone")),  # noqa: B009
+        tariff=tariff if isinstance(tariff, Tariff) else Tariff(),
+    )

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from models.metrics import WindowAggregate
 from streams.accumulator import Acc
 from streams.config import ProcessingConfig
 from streams.decode import Reading
 from streams.tariff import PriceTable
-from streams.timeparse import US_PER_S
+from streams.timeparse import US_PER_S, us_to_datetime
 from streams.windows import DAY, HOUR, MONTH, PERIOD_NAMES, WEEK, Calendar
 
 STATE_VERSION = 1
@@ -47,6 +48,9 @@ class DeviceState:
     closed_until: int | None = None  # day windows ending at or before this are folded
     pending: bool = False  # accepted data not yet emitted by an idle flush
     last_wall: float = 0.0  # wall clock (s) of the last message for this device
+    # source partition -> highest offset folded in (a replay after a crash skips those)
+    offsets: dict[int, int] = field(default_factory=dict)
+    partition: int | None = None  # the changelog partition this state lives in
 
     def dump(self) -> list[Any]:
         return [
@@ -58,6 +62,8 @@ class DeviceState:
             self.closed_until,
             self.pending,
             self.last_wall,
+            [[p, o] for p, o in self.offsets.items()],
+            self.partition,
         ]
 
     @classmethod
@@ -73,6 +79,8 @@ class DeviceState:
             closed_until=data[5],
             pending=data[6],
             last_wall=data[7],
+            offsets={p: o for p, o in data[8]},
+            partition=data[9],
         )
 
 
@@ -87,6 +95,13 @@ class Emission:
     acc: Acc
     cost: Decimal
     revision: int
+
+    def to_model(self, currency: str) -> WindowAggregate:
+        values = self.fields()
+        for name in ("window_start", "window_end", "first_ts", "last_ts"):
+            if values[name] is not None:
+                values[name] = us_to_datetime(values[name])
+        return WindowAggregate(currency=currency, **values)
 
     def fields(self) -> dict[str, Any]:
         acc = self.acc

@@ -7,7 +7,7 @@ the tests; the caller provides the state mapping (a Faust table or a dict).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 
 from streams.config import ProcessingConfig
@@ -36,6 +36,7 @@ class Counters:
     spikes: int = 0
     windows_emitted: int = 0
     windows_revised: int = 0
+    replayed: int = 0  # readings skipped because their message was already folded
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, object]:
@@ -48,6 +49,7 @@ class Counters:
             "spikes": self.spikes,
             "windows_emitted": self.windows_emitted,
             "windows_revised": self.windows_revised,
+            "replayed": self.replayed,
         }
 
 
@@ -76,8 +78,16 @@ class StreamProcessor:
         states: MutableMapping[str, DeviceState],
         wall: float,
         result: BatchResult,
+        positions: Sequence[tuple[int, int]] | None = None,
     ) -> None:
-        """Fold valid readings (arrival order) into device states."""
+        """Fold valid readings (arrival order) into device states.
+
+        ``positions[reading.msg]`` is the (source, offset) of the reading's message, where
+        source is the partition for the readings topic and ``-1 - partition`` for the
+        repartition topic. A device skips messages at or below the offset it already folded
+        per source (a replay after a crash between the changelog write and the offset
+        commit), so nothing counts twice.
+        """
         by_device: dict[str, list[Reading]] = {}
         for reading in readings:
             group = by_device.get(reading.device_id)
@@ -90,6 +100,10 @@ class StreamProcessor:
             state = states.get(device_id)
             if state is None:
                 state = DeviceState()
+            if positions is not None:
+                group = self._skip_replayed(state, group, positions)
+                if not group:
+                    continue
             outcome = self.engine.process(device_id, state, group, wall)
             states[device_id] = state
             result.touched.add(device_id)
@@ -107,19 +121,39 @@ class StreamProcessor:
                     state.max_ts,
                 )
 
+    def _skip_replayed(
+        self, state: DeviceState, group: list[Reading], positions: Sequence[tuple[int, int]]
+    ) -> list[Reading]:
+        fresh: list[Reading] = []
+        offsets = state.offsets
+        for reading in group:
+            partition, offset = positions[reading.msg]
+            if offset <= offsets.get(partition, -1):
+                self.counters.replayed += 1
+                continue
+            fresh.append(reading)
+        # Mark the device's messages folded. Offsets of one batch only grow per partition.
+        for reading in fresh:
+            partition, offset = positions[reading.msg]
+            if offset > offsets.get(partition, -1):
+                offsets[partition] = offset
+            state.partition = partition if partition >= 0 else -1 - partition
+        return fresh
+
     def process_messages(
         self,
         values: Iterable[bytes],
         states: MutableMapping[str, DeviceState],
         now_us: int,
         wall: float,
+        positions: Sequence[tuple[int, int]] | None = None,
     ) -> BatchResult:
         """Decode and fold a batch of message values in arrival order."""
         result = BatchResult()
         readings: list[Reading] = []
         for index, raw in enumerate(values):
             readings.extend(self.decode(raw, now_us, result, index))
-        self.fold(readings, states, wall, result)
+        self.fold(readings, states, wall, result, positions)
         return result
 
     def flush(self, device_id: str, state: DeviceState) -> list[Emission]:

@@ -1,0 +1,154 @@
+"""The Faust application: topics, the device-state table, agents and timers.
+
+``faust -A agents.app worker -l info`` and ``energy-processing worker`` both run it. The
+settings are read from the environment once, here, at import.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import faust
+
+from agents.codec import register as register_codecs
+from agents.pipeline import Message
+from agents.resources import WorkerResources
+from service.endpoints import bootstrap_servers
+from service.settings import ConfigurationError, Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+register_codecs()
+
+try:
+    settings: Settings = load_settings()
+except ConfigurationError as exc:  # pragma: no cover - exercised through the CLI
+    sys.stderr.write(f"energy-processing: {exc}\n")
+    raise SystemExit(2) from exc
+
+app = faust.App(
+    settings.app_id,
+    broker=[f"kafka://{server}" for server in bootstrap_servers(settings)],
+    store="memory://",
+    topic_partitions=settings.topic_partitions,
+    topic_replication_factor=1,
+    broker_session_timeout=10.0,
+    broker_rebalance_timeout=10.0,
+    broker_heartbeat_interval=1.0,
+    broker_commit_every=1000,
+    broker_commit_interval=1.0,
+    producer_max_batch_size=settings.producer_max_batch_size,
+    consumer_auto_offset_reset="earliest",
+    web_enabled=False,
+    table_cleanup_interval=3600.0,
+    logging_config=None,
+)
+
+readings_topic = app.topic(
+    settings.readings_topic,
+    key_type=bytes,
+    value_type=bytes,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.topic_partitions,
+)
+repartition_topic = app.topic(
+    f"{settings.app_id}-readings-repartition",
+    key_type=bytes,
+    value_type=bytes,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.topic_partitions,
+    internal=True,
+)
+dlq_topic = app.topic(settings.dlq_topic, key_serializer="raw", value_serializer="raw")
+metrics_topic = app.topic(settings.metrics_topic, key_serializer="raw", value_serializer="raw")
+
+# Tables derive serializers from key/value types; ours are codecs, so the changelog topic
+# is declared here with them, and the table is told to use the same.
+device_changelog = app.topic(
+    f"{settings.app_id}-device-state-changelog",
+    key_serializer="utf8",
+    value_serializer="device_state",
+    partitions=settings.topic_partitions,
+    compacting=True,
+    deleting=False,
+    acks=False,
+    internal=True,
+)
+device_table = app.Table(
+    "device-state",
+    partitions=settings.topic_partitions,
+    default=None,
+    changelog_topic=device_changelog,
+)
+device_table.key_serializer = "utf8"
+device_table.value_serializer = "device_state"
+
+resources = WorkerResources(
+    settings,
+    table=device_table,
+    dlq_topic=dlq_topic,
+    metrics_topic=metrics_topic,
+    repartition_topic=repartition_topic,
+)
+
+
+def _messages(events: Any, repartitioned: bool) -> list[Message]:
+    out = []
+    for event in events:
+        msg = event.message
+        value = event.value
+        out.append(
+            Message(
+                msg.topic,
+                msg.partition,
+                msg.offset,
+                msg.key,
+                value if isinstance(value, bytes) else b"" if value is None else bytes(value),
+                repartitioned,
+            )
+        )
+    return out
+
+
+@app.agent(readings_topic)
+async def process_readings(stream: Any) -> None:
+    """Decode, route, fold and emit readings, a batch of messages at a time."""
+    async for events in stream.take_events(settings.batch_max, within=settings.batch_within):
+        pipeline = await resources.ready()
+        await pipeline.handle(_messages(events, repartitioned=False))
+
+
+@app.agent(repartition_topic)
+async def process_repartitioned(stream: Any) -> None:
+    """Readings that arrived on a partition other than their device's, rekeyed."""
+    async for events in stream.take_events(settings.batch_max, within=settings.batch_within):
+        pipeline = await resources.ready()
+        await pipeline.handle(_messages(events, repartitioned=True))
+
+
+@app.timer(interval=max(1.0, min(settings.idle_flush / 4, 15.0)))
+async def idle_flush() -> None:
+    """Emit the windows of devices that have been quiet for IDLE_FLUSH seconds."""
+    if resources.started:
+        pipeline = await resources.ready()
+        await pipeline.flush_idle(settings.idle_flush)
+
+
+@app.timer(interval=settings.stats_interval)
+async def publish_stats() -> None:
+    """Write this worker's counters for the API's /api/v1/stats."""
+    if resources.started:
+        await resources.publish_stats(app)
+
+
+def main() -> None:
+    """``python -m agents.app worker`` works like ``faust -A agents.app worker``."""
+    app.main()
+
+
+if __name__ == "__main__":
+    main()

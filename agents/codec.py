@@ -1,0 +1,31 @@
+"""Faust codecs for the device-state table: compact JSON lists via orjson."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from faust.serializers import codecs
+
+from streams.device import DeviceState
+
+
+class DeviceStateCodec(codecs.Codec):
+    def _dumps(self, obj: Any) -> bytes:
+        return orjson.dumps(obj.dump())
+
+    def _loads(self, s: bytes) -> Any:
+        return DeviceState.load(orjson.loads(s))
+
+
+class Utf8Codec(codecs.Codec):
+    def _dumps(self, obj: Any) -> bytes:
+        return obj.encode() if isinstance(obj, str) else bytes(obj)
+
+    def _loads(self, s: bytes) -> Any:
+        return s.decode()
+
+
+def register() -> None:
+    codecs.register("device_state", DeviceStateCodec())
+    codecs.register("utf8", Utf8Codec())

@@ -1,0 +1,212 @@
+"""What a worker connects to, started once before the first batch: the PostgreSQL pool
+(migrated), the sinks wrapped for retry, and the Faust-backed outputs of the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from agents.pipeline import Message, ReadingPipeline
+from models.metrics import WindowAggregate
+from service.endpoints import database_dsn
+from service.settings import Settings
+from storage.base import SinkUnavailable
+from storage.migrations import migrate_pool
+from storage.postgres import PostgresRepository, PostgresSink, create_pool
+from storage.resilient import ResilientSink
+from streams.config import config_from_settings
+from streams.decode import Rejection
+from streams.device import DeviceState
+from streams.processor import StreamProcessor
+
+logger = logging.getLogger(__name__)
+
+
+class FaustOutputs:
+    """Outputs of the pipeline over Faust topics and the sinks."""
+
+    def __init__(self, resources: WorkerResources) -> None:
+        self.r = resources
+
+    async def dead_letter(self, items: Sequence[tuple[Rejection, Message]]) -> None:
+        futures = []
+        for rejection, message in items:
+            headers = [
+                ("reason", rejection.reason.encode()),
+                ("detail", rejection.detail.encode()),
+                ("source.topic", message.topic.encode()),
+                ("source.partition", str(message.partition).encode()),
+                ("source.offset", str(message.offset).encode()),
+            ]
+            if rejection.element_index is not None:
+                headers.append(("source.element", str(rejection.element_index).encode()))
+            key = rejection.device_id.encode() if rejection.device_id else None
+            futures.append(
+                await self.r.dlq_topic.send(key=key, value=rejection.raw, headers=headers)
+            )
+        await asyncio.gather(*futures)
+
+    async def forward(self, items: Sequence[tuple[str, bytes]]) -> None:
+        futures = [
+            await self.r.repartition_topic.send(key=device_id.encode(), value=value)
+            for device_id, value in items
+        ]
+        await asyncio.gather(*futures)
+
+    async def publish(self, windows: Sequence[WindowAggregate]) -> None:
+        futures = [
+            await self.r.metrics_topic.send(
+                key=w.device_id.encode(), value=w.model_dump_json().encode()
+            )
+            for w in windows
+        ]
+        await asyncio.gather(*futures, *(sink.write(windows) for sink in self.r.sinks))
+
+    def save_states(self, states: Sequence[tuple[str, DeviceState]]) -> None:
+        table = self.r.table
+        key_partition = self.r.table.data._key_partition
+        for device_id, state in states:
+            table.send_changelog(state.partition, device_id, state)
+            key_partition[device_id] = state.partition
+
+
+class WorkerResources:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        table: Any,
+        dlq_topic: Any,
+        metrics_topic: Any,
+        repartition_topic: Any,
+    ) -> None:
+        self.settings = settings
+        self.table = table
+        self.dlq_topic = dlq_topic
+        self.metrics_topic = metrics_topic
+        self.repartition_topic = repartition_topic
+        self.worker_id = f"{socket.gethostname()}-{os.getpid()}"
+        self.processor = StreamProcessor(config_from_settings(settings))
+        self.sinks: list[ResilientSink] = []
+        self.repository: PostgresRepository | None = None
+        self.pool: Any = None
+        self.influx_client: Any = None
+        self.started = False
+        self._pipeline: ReadingPipeline | None = None
+        self._lock = asyncio.Lock()
+
+    async def ready(self) -> ReadingPipeline:
+        if self._pipeline is not None:
+            return self._pipeline
+        async with self._lock:
+            if self._pipeline is None:
+                await self._start()
+            assert self._pipeline is not None
+            return self._pipeline
+
+    async def _start(self) -> None:
+        settings = self.settings
+        dsn = database_dsn(settings)
+        delay = 0.5
+        while True:
+            try:
+                self.pool = await create_pool(dsn, min_size=1, max_size=4)
+                await migrate_pool(self.pool)
+                break
+            except (SinkUnavailable, OSError) as exc:
+                logger.warning("database not reachable yet, retrying: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        self.repository = PostgresRepository(self.pool)
+        postgres = ResilientSink(PostgresSink(self.pool))
+        await postgres.start()
+        self.sinks = [postgres]
+        if settings.influxdb_url:
+            from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+
+            from storage.influx import InfluxSink
+
+            self.influx_client = InfluxDBClientAsync(
+                url=settings.influxdb_url,
+                token=settings.influxdb_token.get_secret_value(),
+                org=settings.influxdb_org,
+            )
+            influx = ResilientSink(
+                InfluxSink(self.influx_client, settings.influxdb_org, settings.influxdb_bucket)
+            )
+            await influx.start()
+            self.sinks.append(influx)
+            logger.info("InfluxDB sink on", extra={"url": settings.influxdb_url})
+        else:
+            logger.info("InfluxDB sink off: INFLUXDB_URL is not set")
+        self._pipeline = ReadingPipeline(
+            self.processor,
+            self.table.data.data,
+            FaustOutputs(self),
+            partitions=settings.topic_partitions,
+            currency=settings.effective_tariff.currency,
+        )
+        self.started = True
+        logger.info(
+            "worker ready",
+            extra={"worker_id": self.worker_id, "sinks": [s.name for s in self.sinks]},
+        )
+
+    def sink_status(self) -> dict[str, Any]:
+        return {
+            sink.name: {
+                "healthy": sink.healthy,
+                "outage_since": sink.outage_since.isoformat() if sink.outage_since else None,
+                "last_error": sink.last_error,
+                "pending_batches": sink.pending_batches,
+                "writes": sink.writes,
+                "points": sink.points,
+                "failures": sink.failures,
+                "last_write_latency_s": sink.last_write_latency_s,
+            }
+            for sink in self.sinks
+        }
+
+    def partition_lag(self, app: Any) -> dict[str, Any]:
+        pipeline = self._pipeline
+        out: dict[str, Any] = {}
+        try:
+            assignment = app.consumer.assignment()
+        except Exception:
+            return out
+        for tp in assignment:
+            if tp.topic != self.settings.readings_topic:
+                continue
+            try:
+                highwater = app.consumer.highwater(tp)
+            except Exception:
+                highwater = None
+            processed = pipeline.positions.get((tp.topic, tp.partition)) if pipeline else None
+            lag = None
+            if highwater is not None:
+                lag = max(highwater - (processed + 1 if processed is not None else 0), 0)
+            out[f"{tp.topic}:{tp.partition}"] = {
+                "highwater": highwater,
+                "processed_offset": processed,
+                "lag": lag,
+            }
+        return out
+
+    async def publish_stats(self, app: Any) -> None:
+        if self.repository is None or self._pipeline is None:
+            return
+        stats = self._pipeline.stats()
+        stats["partitions"] = self.partition_lag(app)
+        stats["sinks"] = self.sink_status()
+        try:
+            await self.repository.save_worker_stats(
+                self.worker_id, orjson.loads(orjson.dumps(stats))
+            )
+        except Exception as exc:
+            logger.warning("could not save worker stats: %s", exc)
