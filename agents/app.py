@@ -84,8 +84,8 @@ device_table = app.Table(
     default=None,
     changelog_topic=device_changelog,
 )
-device_table.key_serializer = "utf8"
-device_table.value_serializer = "device_state"
+device_table.key_serializer = "utf8"  # type: ignore[attr-defined]
+device_table.value_serializer = "device_state"  # type: ignore[attr-defined]
 
 resources = WorkerResources(
     settings,
