@@ -59,9 +59,12 @@ def create_app(
             the_reader, the_stats, database_ping = reader, stats_store, _ping_of(reader)
             if the_reader is None or the_stats is None:
                 repository = await _open_repository(resolved, stack)
-                the_reader = the_reader or repository
-                the_stats = the_stats or repository
-                database_ping = database_ping or repository.ping
+                if the_reader is None:
+                    the_reader, database_ping = repository, repository.ping
+                if the_stats is None:
+                    the_stats = repository
+                if database_ping is None:
+                    database_ping = repository.ping
             the_kafka = kafka
             if the_kafka is None:
                 the_kafka = AiokafkaInspector(bootstrap_servers(resolved), check_timeout_s)
