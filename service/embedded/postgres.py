@@ -12,6 +12,7 @@ folders above ``data_dir`` are then made traversable (g+rx, o+rx) for that user.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import logging
@@ -106,12 +107,13 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Initialise ``data_dir`` if empty, start the server unless it runs, return the DSN."""
+        running = self.is_running()
+        if self.port is not None and not running:
+            ensure_port_free("127.0.0.1", self.port, "embedded PostgreSQL")
         self._prepare()
-        if self.is_running():
+        if running:
             logger.info("PostgreSQL already running in %s, reusing it", self.data_dir)
         else:
-            if self.port is not None:
-                ensure_port_free("127.0.0.1", self.port, "embedded PostgreSQL")
             self._launch()
             self._started_here = True
         self._ensure_database()
@@ -125,6 +127,10 @@ class EmbeddedPostgres:
         if not self.is_running():
             return
         self._pg_ctl(["-m", "fast", "-w", "-t", str(START_TIMEOUT_S), "stop"], action="stop")
+        socket_dir = self.socket_dir
+        if socket_dir != self.data_dir:
+            with contextlib.suppress(OSError):  # only if empty: another server may use it
+                socket_dir.rmdir()
         logger.info("PostgreSQL in %s stopped", self.data_dir)
 
     def is_running(self) -> bool:
