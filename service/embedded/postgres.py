@@ -179,6 +179,8 @@ class EmbeddedPostgres:
                 "--auth=trust",
                 "--encoding=UTF8",
                 "--locale=C",
+                # A server told not to fsync (tests) need not wait for initdb's fsync either.
+                *(["--no-sync"] if self.settings.get("fsync") == "off" else []),
                 action="initdb",
             )
 
