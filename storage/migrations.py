@@ -80,7 +80,8 @@ def load_migrations(folder: Traversable | Path | None = None) -> list[Migration]
         match = _FILE_NAME.match(entry.name)
         if match is None:
             raise MigrationError(f"migration file {entry.name!r} is not named NNNN_name.sql")
-        body = entry.read_bytes()
+        # A checkout with CRLF line ends must not look like an edited migration.
+        body = entry.read_bytes().replace(b"\r\n", b"\n")
         migration = Migration(
             version=int(match["version"]),
             name=match["name"],

@@ -99,6 +99,7 @@ async def apply(driver: Driver, writes: Writes, batch: list[WindowAggregate]) ->
 
 
 async def test_write_then_read_back(driver: Driver, unique_prefix: str) -> None:
+    assert isinstance(driver.sink, Sink)
     await driver.sink.start()
     batch = first_batch(unique_prefix)
     stored = await apply(driver, [], batch)

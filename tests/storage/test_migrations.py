@@ -140,6 +140,10 @@ def test_checksum_covers_the_file_bytes(tmp_path: Path) -> None:
     (tmp_path / "README.txt").write_text("not a migration")
     [migration] = load_migrations(tmp_path)
     assert migration.checksum == hashlib.sha256(b"SELECT 1\n").hexdigest()
+    (tmp_path / "0001_one.sql").write_bytes(b"SELECT 1\r\n")
+    assert load_migrations(tmp_path)[0].checksum == migration.checksum
+    (tmp_path / "0001_one.sql").write_text("SELECT  1\n")
+    assert load_migrations(tmp_path)[0].checksum != migration.checksum
 
 
 async def test_a_database_ahead_of_the_code_is_reported_not_refused(
