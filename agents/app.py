@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import timedelta
 from typing import Any
 
 import faust
+from faust.transport.consumer import Consumer as FaustConsumer
+from faust.types import TP
 
 from agents.codec import register as register_codecs
-from agents.pipeline import Message
+from agents.pipeline import Message, ReadingPipeline
 from agents.resources import WorkerResources
 from service.endpoints import bootstrap_servers
 from service.settings import ConfigurationError, Settings, load_settings
@@ -46,6 +49,8 @@ app = faust.App(
     logging_config=None,
 )
 
+# internal=True makes Faust create a missing topic with TOPIC_PARTITIONS partitions (and an
+# explicit retention.ms) before consuming; an existing one is checked at the first batch.
 readings_topic = app.topic(
     settings.readings_topic,
     key_type=bytes,
@@ -53,6 +58,8 @@ readings_topic = app.topic(
     key_serializer="raw",
     value_serializer="raw",
     partitions=settings.topic_partitions,
+    retention=timedelta(days=7),
+    internal=True,
 )
 repartition_topic = app.topic(
     f"{settings.app_id}-readings-repartition",
@@ -63,8 +70,22 @@ repartition_topic = app.topic(
     partitions=settings.topic_partitions,
     internal=True,
 )
-dlq_topic = app.topic(settings.dlq_topic, key_serializer="raw", value_serializer="raw")
-metrics_topic = app.topic(settings.metrics_topic, key_serializer="raw", value_serializer="raw")
+dlq_topic = app.topic(
+    settings.dlq_topic,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.topic_partitions,
+    retention=timedelta(days=30),
+    internal=True,
+)
+metrics_topic = app.topic(
+    settings.metrics_topic,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.topic_partitions,
+    retention=timedelta(days=30),
+    internal=True,
+)
 
 # Tables derive serializers from key/value types; ours are codecs, so the changelog topic
 # is declared here with them, and the table is told to use the same.
@@ -96,6 +117,39 @@ resources = WorkerResources(
 )
 
 
+# Faust treats a jump in fetched offsets as a legitimate hole (compaction, transaction
+# markers) and commits past it. Its consumer can also drop records around a suspended flow,
+# so a jump may hide unprocessed readings: the pipeline repairs jumps by seeking back, and
+# only holes it has proven real are handed to Faust (see ReadingPipeline.admit).
+_faust_add_gap = FaustConsumer._add_gap
+
+
+async def _no_implicit_gaps(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
+    logger.debug("offset jump %s %s..%s left to the pipeline", tp, offset_from, offset_to)
+
+
+FaustConsumer._add_gap = _no_implicit_gaps  # type: ignore[method-assign]
+
+
+async def _after_batch(pipeline: ReadingPipeline) -> None:
+    for tp, expected in pipeline.take_probes().items():
+        pipeline.resolve_probe(tp, expected, await resources.first_offset_at(tp, expected))
+    for (topic, partition), offset in pipeline.take_seeks().items():
+        await app.consumer.seek(TP(topic, partition), offset)
+    while pipeline.accepted_holes:
+        (topic, partition), start, end = pipeline.accepted_holes.pop()
+        await _faust_add_gap(app.consumer, TP(topic, partition), start, end - 1)  # type: ignore[arg-type]
+
+
+def _committed(tp: tuple[str, int]) -> int | None:
+    """The committed offset (the next to read) of a partition, if this worker knows it."""
+    try:
+        value = app.consumer._committed_offset.get(TP(*tp))  # type: ignore[attr-defined]
+    except AttributeError:
+        return None
+    return int(value) if value is not None else None
+
+
 def _messages(events: Any, repartitioned: bool) -> list[Message]:
     out = []
     for event in events:
@@ -118,16 +172,19 @@ def _messages(events: Any, repartitioned: bool) -> list[Message]:
 async def process_readings(stream: Any) -> None:
     """Decode, route, fold and emit readings, a batch of messages at a time."""
     async for events in stream.take_events(settings.batch_max, within=settings.batch_within):
-        pipeline = await resources.ready()
+        pipeline = await resources.ready(expected_start=_committed)
+        resources.check_partitions(app)
         await pipeline.handle(_messages(events, repartitioned=False))
+        await _after_batch(pipeline)
 
 
 @app.agent(repartition_topic)
 async def process_repartitioned(stream: Any) -> None:
     """Readings that arrived on a partition other than their device's, rekeyed."""
     async for events in stream.take_events(settings.batch_max, within=settings.batch_within):
-        pipeline = await resources.ready()
+        pipeline = await resources.ready(expected_start=_committed)
         await pipeline.handle(_messages(events, repartitioned=True))
+        await _after_batch(pipeline)
 
 
 @app.timer(interval=max(1.0, min(settings.idle_flush / 4, 15.0)))
@@ -145,8 +202,19 @@ async def publish_stats() -> None:
         await resources.publish_stats(app)
 
 
+@app.on_partitions_revoked.connect  # type: ignore[arg-type]
+async def _on_revoked(sender: Any, revoked: Any, **_: Any) -> None:
+    if resources.started:
+        pipeline = await resources.ready()
+        pipeline.forget_partitions((tp.topic, tp.partition) for tp in revoked)
+
+
 def main() -> None:
-    """``python -m agents.app worker`` works like ``faust -A agents.app worker``."""
+    """``python -m agents.app worker`` works like ``faust -A agents.app worker``, without
+    Faust's web server unless a ``--web-*`` option asks for it (several workers share a host)."""
+    argv = sys.argv
+    if "worker" in argv and not any(a.startswith(("--web", "--with")) for a in argv):
+        argv.append("--without-web")
     app.main()
 
 

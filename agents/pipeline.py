@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -25,6 +25,8 @@ from streams.device import DeviceState, Emission
 from streams.processor import BatchResult, StreamProcessor
 
 logger = logging.getLogger(__name__)
+
+MAX_REPAIRS = 5
 
 
 @dataclass(slots=True)
@@ -79,6 +81,7 @@ class ReadingPipeline:
         partitions: int,
         currency: str,
         clock: Callable[[], float] = time.time,
+        expected_start: Callable[[tuple[str, int]], int | None] = lambda tp: None,
     ) -> None:
         self.processor = processor
         self.states = states
@@ -89,7 +92,14 @@ class ReadingPipeline:
         self.lock = asyncio.Lock()
         self.forwarded = 0
         self.batches = 0
-        self.positions: dict[tuple[str, int], int] = {}  # last offset handled per tp
+        self.expected_start = expected_start
+        self.positions: dict[tuple[str, int], int] = {}  # last offset folded per tp
+        self.redelivered = 0
+        self.gaps_repaired = 0
+        self.accepted_holes: list[tuple[tuple[str, int], int, int]] = []
+        self._repairs: dict[tuple[str, int], tuple[int, int, int]] = {}  # expected, seen, seeks
+        self._seeks: dict[tuple[str, int], int] = {}
+        self._probes: dict[tuple[str, int], int] = {}
         self._rate: deque[tuple[float, int]] = deque()
 
     # -- the batch step ------------------------------------------------------------------
@@ -97,7 +107,91 @@ class ReadingPipeline:
         async with self.lock:
             return await self._handle(messages)
 
+    def admit(self, messages: Sequence[Message]) -> list[Message]:
+        """Keep each partition's messages contiguous, whatever the consumer delivers.
+
+        The Faust consumer can drop records when its flow is suspended around a rebalance
+        or recovery, and deliver some twice. A message at or below the partition's last
+        folded offset is dropped (already folded); a jump past the next offset holds the
+        partition: its messages are not folded and a seek back to the missing offset is
+        requested (``take_seeks``). Faust commits only contiguously acked offsets, so the
+        hole stays uncommitted until refilled. A jump that persists for ``MAX_REPAIRS``
+        seeks is checked against the broker (``take_probes``/``resolve_probe``).
+        """
+        admitted: list[Message] = []
+        positions = self.positions
+        for message in messages:
+            tp = (message.topic, message.partition)
+            offset = message.offset
+            position = positions.get(tp)
+            if position is None:
+                start = self.expected_start(tp)
+                position = start - 1 if start is not None else offset - 1
+                positions[tp] = position
+            if offset <= position:
+                self.redelivered += 1
+                continue
+            if offset > position + 1:
+                repair = self._repairs.get(tp)
+                if repair is None or repair[0] != position + 1:
+                    repair = (position + 1, offset, 0)
+                    logger.warning(
+                        "offset gap: %s:%s jumped from %s to %s; seeking back",
+                        message.topic,
+                        message.partition,
+                        position,
+                        offset,
+                    )
+                    self.gaps_repaired += 1
+                if tp not in self._seeks:
+                    self._seeks[tp] = position + 1
+                    repair = (repair[0], repair[1], repair[2] + 1)
+                    if repair[2] % MAX_REPAIRS == 0:
+                        self._probes[tp] = position + 1
+                self._repairs[tp] = repair
+                continue
+            elif tp in self._repairs:
+                del self._repairs[tp]
+            positions[tp] = offset
+            admitted.append(message)
+        return admitted
+
+    def take_probes(self) -> dict[tuple[str, int], int]:
+        """Partitions whose gap persists: ask the broker where the log really continues."""
+        probes, self._probes = self._probes, {}
+        return probes
+
+    def resolve_probe(self, tp: tuple[str, int], expected: int, first: int | None) -> None:
+        """``first``: the first offset the broker returns when read from ``expected``.
+        Only a broker-confirmed hole (e.g. transaction markers) is skipped."""
+        if first is None or first <= expected or self.positions.get(tp) != expected - 1:
+            return
+        logger.warning(
+            "accepting a hole in the log: offsets %s..%s of %s:%s do not exist",
+            expected,
+            first - 1,
+            tp[0],
+            tp[1],
+        )
+        self.positions[tp] = first - 1
+        self.accepted_holes.append((tp, expected, first))
+        self._repairs.pop(tp, None)
+        self._seeks[tp] = first
+
+    def take_seeks(self) -> dict[tuple[str, int], int]:
+        """Partitions to seek back (topic, partition) -> offset, once each."""
+        seeks, self._seeks = self._seeks, {}
+        return seeks
+
+    def forget_partitions(self, tps: Iterable[tuple[str, int]]) -> None:
+        """On revocation: the next owner (maybe us again) starts from the committed offset."""
+        for tp in tps:
+            self.positions.pop(tp, None)
+            self._repairs.pop(tp, None)
+            self._seeks.pop(tp, None)
+
     async def _handle(self, messages: Sequence[Message]) -> BatchResult:
+        messages = self.admit(messages)
         wall = self.clock()
         now_us = int(wall * 1_000_000)
         processor = self.processor
@@ -122,9 +216,18 @@ class ReadingPipeline:
             self.forwarded += len(forward)
         processor.fold(readings, self.states, wall, result, positions)
         await self._emit(result, messages, forward)
-        for message in messages:
-            self.positions[(message.topic, message.partition)] = message.offset
         self.batches += 1
+        if messages and logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "batch folded",
+                extra={
+                    "messages": len(messages),
+                    "first": f"{messages[0].topic}:{messages[0].partition}@{messages[0].offset}",
+                    "last": f"{messages[-1].topic}:{messages[-1].partition}@{messages[-1].offset}",
+                    "emitted": len(result.emissions),
+                    "rejected": len(result.rejections),
+                },
+            )
         self._rate.append((wall, processor.counters.readings_received))
         return result
 
@@ -191,6 +294,8 @@ class ReadingPipeline:
     def stats(self) -> dict[str, Any]:
         data: dict[str, Any] = dict(self.processor.counters.as_dict())
         data["forwarded"] = self.forwarded
+        data["redelivered"] = self.redelivered
+        data["gaps_repaired"] = self.gaps_repaired
         data["batches"] = self.batches
         data["rate_per_s_1m"] = round(self.rate_per_second(), 3)
         data["devices"] = len(self.states)

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -76,6 +76,14 @@ class FaustOutputs:
             key_partition[device_id] = state.partition
 
 
+class PartitionMismatch(RuntimeError):
+    def __init__(self, topic: str, found: int, configured: int) -> None:
+        super().__init__(
+            f"topic {topic} has {found} partitions but TOPIC_PARTITIONS={configured}; "
+            "set TOPIC_PARTITIONS to the topic's partition count"
+        )
+
+
 class WorkerResources:
     def __init__(
         self,
@@ -101,16 +109,29 @@ class WorkerResources:
         self._pipeline: ReadingPipeline | None = None
         self._lock = asyncio.Lock()
 
-    async def ready(self) -> ReadingPipeline:
+    async def ready(
+        self, expected_start: Callable[[tuple[str, int]], int | None] | None = None
+    ) -> ReadingPipeline:
         if self._pipeline is not None:
             return self._pipeline
         async with self._lock:
             if self._pipeline is None:
-                await self._start()
+                await self._start(expected_start)
             assert self._pipeline is not None
             return self._pipeline
 
-    async def _start(self) -> None:
+    def check_partitions(self, app: Any) -> None:
+        """Device state is keyed by the readings topic's partitions: they must match."""
+        try:
+            found = app.consumer.topic_partitions(self.settings.readings_topic)
+        except Exception:
+            return
+        if found and found != self.settings.topic_partitions:
+            raise PartitionMismatch(
+                self.settings.readings_topic, found, self.settings.topic_partitions
+            )
+
+    async def _start(self, expected_start: Callable[[tuple[str, int]], int | None] | None) -> None:
         settings = self.settings
         dsn = database_dsn(settings)
         delay = 0.5
@@ -151,12 +172,36 @@ class WorkerResources:
             FaustOutputs(self),
             partitions=settings.topic_partitions,
             currency=settings.effective_tariff.currency,
+            expected_start=expected_start or (lambda tp: None),
         )
         self.started = True
         logger.info(
             "worker ready",
             extra={"worker_id": self.worker_id, "sinks": [s.name for s in self.sinks]},
         )
+
+    async def first_offset_at(self, tp: tuple[str, int], offset: int) -> int | None:
+        """The offset of the first record the broker returns when read from ``offset``."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        from service.endpoints import bootstrap_servers
+
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers(self.settings), enable_auto_commit=False
+        )
+        partition = TopicPartition(*tp)
+        try:
+            await consumer.start()
+            consumer.assign([partition])
+            consumer.seek(partition, offset)
+            batch = await consumer.getmany(partition, timeout_ms=5000, max_records=1)
+            records = batch.get(partition)
+            return records[0].offset if records else None
+        except Exception as exc:
+            logger.warning("could not probe %s at %s: %s", tp, offset, exc)
+            return None
+        finally:
+            await consumer.stop()
 
     def sink_status(self) -> dict[str, Any]:
         return {

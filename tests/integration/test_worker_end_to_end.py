@@ -1,0 +1,231 @@
+"""The whole stream path over the real broker and PostgreSQL, compared with the oracle:
+readings -> worker -> metrics table -> GET /api/v1/metrics; DLQ holds every rejection."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import time
+import uuid
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+from starlette.exceptions import StarletteDeprecationWarning
+
+from api.app import create_app
+from models.tariff import Tariff
+from service.settings import Settings
+from streams.timeparse import datetime_to_us, parse_rfc3339
+from tests.integration.dataset import Dataset, build
+from tests.integration.worker import WorkerProcess
+from tests.oracle import compute
+from tests.plugins.kafka import read_topic
+
+with warnings.catch_warnings():  # Starlette prefers httpx2; httpx works the same
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TARIFF = Tariff.model_validate(
+    {
+        "currency": "EUR",
+        "price_per_kwh": 0.30,
+        "periods": [
+            {
+                "days": ["mon", "tue", "wed", "thu", "fri"],
+                "start": "17:00",
+                "end": "21:00",
+                "price_per_kwh": 0.45,
+            },
+            {"days": "all", "start": "00:00", "end": "06:00", "price_per_kwh": 0.18},
+        ],
+    }
+)
+ZONE = "Europe/Berlin"
+
+
+@pytest.fixture
+def worker_env(kafka_bootstrap: str, pg_database: str) -> dict[str, str]:
+    suffix = uuid.uuid4().hex[:8]
+    return {
+        "KAFKA_BROKER_URL": kafka_bootstrap,
+        "DATABASE_URL": pg_database,
+        "APP_ID": f"test-{suffix}",
+        "READINGS_TOPIC": f"t{suffix}.readings",
+        "DLQ_TOPIC": f"t{suffix}.readings.dlq",
+        "METRICS_TOPIC": f"t{suffix}.metrics",
+        "ANOMALIES_TOPIC": f"t{suffix}.anomalies",
+        "JOBS_TOPIC": f"t{suffix}.jobs",
+        "IDLE_FLUSH": "2",
+        "STATS_INTERVAL": "0.5",
+        "TIMEZONE": ZONE,
+        "TARIFF": TARIFF.model_dump_json(),
+        "INFLUXDB_URL": "",
+        "LOG_LEVEL": "INFO",
+    }
+
+
+@pytest.fixture
+def worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(worker_env, tmp_path / "worker.log")
+    yield process
+    process.stop()
+
+
+async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        for key, value in messages:
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def stored_windows(dsn: str) -> dict[tuple[str, str, int], dict[str, Any]]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch(
+            "SELECT * FROM metrics WHERE period IN ('hour', 'day') AND (reading_count > 0 OR energy_kwh > 0)"
+        )
+    finally:
+        await connection.close()
+    return {(r["device_id"], r["period"], datetime_to_us(r["window_start"])): dict(r) for r in rows}
+
+
+def expected(data: Dataset) -> dict[tuple[str, str, int], dict[str, Any]]:
+    oracle = compute(data.arrivals, timezone=ZONE, tariff=TARIFF)
+    return {k: v for k, v in oracle.windows.items() if k[1] in ("hour", "day")}
+
+
+def close(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+
+
+def differences(
+    got: dict[tuple[str, str, int], dict[str, Any]],
+    want: dict[tuple[str, str, int], dict[str, Any]],
+) -> list[str]:
+    problems = [f"missing {k}" for k in sorted(set(want) - set(got))][:10]
+    problems += [f"unexpected {k}" for k in sorted(set(got) - set(want))][:10]
+    for key in sorted(set(want) & set(got)):
+        g, w = got[key], want[key]
+        if g["reading_count"] != w["reading_count"]:
+            problems.append(f"{key} reading_count {g['reading_count']} != {w['reading_count']}")
+        for name in ("energy_kwh", "coverage", "power_mean_w", "power_min_w", "power_max_w"):
+            if not close(g[name], w[name]):
+                problems.append(f"{key} {name} {g[name]} != {w[name]}")
+        if not close(float(g["cost"]), w["cost"]):
+            problems.append(f"{key} cost {g['cost']} != {w['cost']}")
+    return problems
+
+
+async def wait_for(
+    dsn: str, want: dict[tuple[str, str, int], dict[str, Any]], within: float
+) -> list[str]:
+    deadline = time.monotonic() + within
+    problems: list[str] = ["not checked"]
+    while time.monotonic() < deadline:
+        problems = differences(await stored_windows(dsn), want)
+        if not problems:
+            return []
+        await asyncio.sleep(1.0)
+    return problems
+
+
+async def test_stream_to_postgres_and_api_equals_oracle_and_dlq_has_every_rejection(
+    kafka_bootstrap: str, worker_env: dict[str, str], worker: WorkerProcess, pg_database: str
+) -> None:
+    data = build(seed=11, devices=8, now_s=time.time())
+    want = expected(data)
+    assert len(want) > 300
+    worker.start()
+    worker.wait_ready()
+    await produce(kafka_bootstrap, worker_env["READINGS_TOPIC"], data.messages)
+    problems = await wait_for(pg_database, want, within=float(os.environ.get("E2E_WAIT", "90")))
+    assert not problems, "\n".join(problems[:20]) + "\n" + worker.tail()
+
+    # The API serves exactly the stored windows, field by field.
+    settings = Settings(database_url=pg_database, kafka_broker_url=kafka_bootstrap)
+    # The app builds its own pool inside TestClient's event loop.
+    app = create_app(settings)
+    served: dict[tuple[str, str, int], dict[str, Any]] = {}
+    with TestClient(app) as client:
+        for period in ("hour", "day"):
+            cursor = None
+            while True:
+                params: dict[str, Any] = {"period": period, "limit": 1000}
+                if cursor:
+                    params["cursor"] = cursor
+                response = client.get("/api/v1/metrics", params=params)
+                assert response.status_code == 200, response.text
+                body = response.json()
+                for item in body["items"]:
+                    item["cost"] = Decimal(item["cost"])
+                    key = (
+                        item["device_id"],
+                        item["period"],
+                        parse_rfc3339(item["window_start"]),
+                    )
+                    served[key] = item
+                cursor = body["next_cursor"]
+                if not cursor:
+                    break
+    assert not differences(served, want)
+    assert {k: parse_rfc3339(v["window_end"]) for k, v in served.items()} == {
+        k: v["window_end"] for k, v in want.items()
+    }
+
+    # DLQ: every rejection, with its reason in the headers and the original bytes.
+    oracle = compute(data.arrivals, timezone=ZONE, tariff=TARIFF)
+    reasons = Counter(data.invalid)
+    reasons["late"] += oracle.late
+    records = await read_topic(kafka_bootstrap, worker_env["DLQ_TOPIC"], sum(reasons.values()))
+    got = Counter(dict(r.headers)["reason"].decode() for r in records)
+    assert got == reasons
+    sent = {value for _, value in data.messages}
+    assert all(r.value in sent for r in records if dict(r.headers)["reason"].decode() != "late")
+
+
+async def test_worker_killed_mid_stream_resumes_without_loss_or_double_counting(
+    kafka_bootstrap: str, worker_env: dict[str, str], worker: WorkerProcess, pg_database: str
+) -> None:
+    data = build(seed=23, devices=6, now_s=time.time())
+    want = expected(data)
+    topic = worker_env["READINGS_TOPIC"]
+    thirds = len(data.messages) // 3
+    parts = [
+        data.messages[:thirds],
+        data.messages[thirds : 2 * thirds],
+        data.messages[2 * thirds :],
+    ]
+
+    worker.start()
+    worker.wait_ready()
+    await produce(kafka_bootstrap, topic, parts[0])
+    await asyncio.sleep(3.0)  # some batches folded, state in the changelog, offsets committed
+    worker.kill()
+
+    await produce(kafka_bootstrap, topic, parts[1])  # arrives while no worker runs
+    worker.start()
+    worker.wait_ready()
+    await asyncio.sleep(1.5)  # kill again while it catches up
+    worker.kill()
+
+    worker.start()
+    worker.wait_ready()
+    await produce(kafka_bootstrap, topic, parts[2])
+    problems = await wait_for(pg_database, want, within=float(os.environ.get("E2E_WAIT", "90")))
+    assert not problems, "\n".join(problems[:20]) + "\n" + worker.tail()
