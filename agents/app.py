@@ -209,6 +209,11 @@ async def _on_revoked(sender: Any, revoked: Any, **_: Any) -> None:
         pipeline.forget_partitions((tp.topic, tp.partition) for tp in revoked)
 
 
+@app.on_before_shutdown.connect  # type: ignore[arg-type]
+async def _on_shutdown(sender: Any, **_: Any) -> None:
+    await resources.close()
+
+
 def main() -> None:
     """``python -m agents.app worker`` works like ``faust -A agents.app worker``, without
     Faust's web server unless a ``--web-*`` option asks for it (several workers share a host)."""

@@ -120,6 +120,15 @@ class WorkerResources:
             assert self._pipeline is not None
             return self._pipeline
 
+    async def close(self) -> None:
+        """Release clients at worker shutdown."""
+        if self.influx_client is not None:
+            await self.influx_client.close()
+            self.influx_client = None
+        if self.pool is not None:
+            await self.pool.close()
+            self.pool = None
+
     def check_partitions(self, app: Any) -> None:
         """Device state is keyed by the readings topic's partitions: they must match."""
         try:

@@ -122,9 +122,13 @@ class Settings(BaseSettings):
             try:
                 return Tariff.model_validate_json(self.tariff_file.read_bytes())
             except OSError as exc:
-                raise ConfigurationError(f"TARIFF_FILE: cannot read {self.tariff_file}: {exc}") from exc
+                raise ConfigurationError(
+                    f"TARIFF_FILE: cannot read {self.tariff_file}: {exc}"
+                ) from exc
             except ValidationError as exc:
-                raise ConfigurationError(f"TARIFF_FILE {self.tariff_file}: {_describe(exc)}") from exc
+                raise ConfigurationError(
+                    f"TARIFF_FILE {self.tariff_file}: {_describe(exc)}"
+                ) from exc
         return Tariff()
 
 

@@ -62,7 +62,8 @@ class MemorySink:
         for window in batch:
             key = window_key(window)
             stored = self.windows.get(key)
-            if stored is None or stored.revision < window.revision:
+            # Equal revision, other values: the stream started over (see PostgresSink).
+            if stored is None or stored.revision <= window.revision:
                 self.windows[key] = window
 
     async def close(self) -> None:

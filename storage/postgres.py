@@ -55,7 +55,10 @@ _KEY = ("device_id", "period", "window_start")
 _NAMES = [name for name, _ in _COLUMNS]
 
 # One statement, one round trip: the batch travels as one array per column. The WHERE makes
-# replays no-ops and lets only a higher revision replace a stored window.
+# replays no-ops and lets a higher revision replace a stored window. An equal revision with
+# other values also replaces it: that happens only when the stream's state started over
+# (e.g. the memory-only embedded broker restarted while PostgreSQL kept its data), and the
+# newer computation is the one that matches the readings now in the log.
 UPSERT_METRICS = f"""
 INSERT INTO metrics ({", ".join(_NAMES)})
 SELECT * FROM unnest({", ".join(f"${i}::{kind}[]" for i, (_, kind) in enumerate(_COLUMNS, 1))})
@@ -63,6 +66,9 @@ ON CONFLICT (device_id, period, window_start) DO UPDATE SET
     {", ".join(f"{name} = EXCLUDED.{name}" for name in _NAMES if name not in _KEY)},
     updated_at = now()
 WHERE metrics.revision < EXCLUDED.revision
+   OR (metrics.revision = EXCLUDED.revision
+       AND ({", ".join(f"metrics.{n}" for n in _NAMES if n not in _KEY)})
+           IS DISTINCT FROM ({", ".join(f"EXCLUDED.{n}" for n in _NAMES if n not in _KEY)}))
 """
 
 UPSERT_DEVICES = """

@@ -79,8 +79,14 @@ class EmbeddedVictoriaMetrics:
             "-loggerLevel=WARN",
         ]
         with log_path.open("ab") as log:
+            # Own process group: a terminal Ctrl-C reaches `run`, which stops this server
+            # last, after the worker has written its final points.
             self._process = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         self._wait_healthy(log_path)
         logger.info("VictoriaMetrics started on %s (data in %s)", self.url, self.data_dir)

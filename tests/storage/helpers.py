@@ -97,7 +97,8 @@ def singleton_view(items: Iterable[WindowAggregate], project: Any) -> View:
 
 
 def highest_revisions(writes: Iterable[Iterable[WindowAggregate]]) -> list[WindowAggregate]:
-    """What an upsert store keeps after these writes: per key, the first highest revision."""
+    """What an upsert store keeps after these writes: per key, the highest revision, the
+    latest write among equal revisions (a stream that started over writes them again)."""
     kept: dict[WindowKey, WindowAggregate] = {}
     for batch in writes:
         best: dict[WindowKey, WindowAggregate] = {}
@@ -106,7 +107,7 @@ def highest_revisions(writes: Iterable[Iterable[WindowAggregate]]) -> list[Windo
             if current is None or item.revision >= current.revision:
                 best[key_of(item)] = item
         for key, item in best.items():
-            if key not in kept or kept[key].revision < item.revision:
+            if key not in kept or kept[key].revision <= item.revision:
                 kept[key] = item
     return list(kept.values())
 

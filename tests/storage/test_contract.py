@@ -155,6 +155,20 @@ async def test_lower_revision_does_not_replace(driver: Driver, unique_prefix: st
         assert 9.0 in stored[key_of(higher)]["energy_kwh"]
 
 
+async def test_equal_revision_with_other_values_replaces(
+    driver: Driver, unique_prefix: str
+) -> None:
+    """A stream that started over emits revision 0 again: the newer values must win."""
+    writes: Writes = []
+    await apply(driver, writes, [window(f"{unique_prefix}r", "day", 0, revision=0, energy_kwh=1.0)])
+    again = window(f"{unique_prefix}r", "day", 0, revision=0, energy_kwh=2.5)
+    stored = await apply(driver, writes, [again])
+    if driver.keeps_highest_revision:
+        assert stored[key_of(again)]["energy_kwh"] == {2.5}
+    else:
+        assert 2.5 in stored[key_of(again)]["energy_kwh"]
+
+
 async def test_one_batch_with_several_revisions_of_a_window(
     driver: Driver, unique_prefix: str
 ) -> None:
