@@ -17,7 +17,7 @@ from faust.types import TP
 
 from agents.codec import register as register_codecs
 from agents.pipeline import Message, ReadingPipeline
-from agents.resources import WorkerResources
+from agents.resources import PartitionMismatch, WorkerResources
 from service.endpoints import bootstrap_servers
 from service.settings import ConfigurationError, Settings, load_settings
 
@@ -172,8 +172,9 @@ def _messages(events: Any, repartitioned: bool) -> list[Message]:
 async def process_readings(stream: Any) -> None:
     """Decode, route, fold and emit readings, a batch of messages at a time."""
     async for events in stream.take_events(settings.batch_max, within=settings.batch_within):
+        if not await _partitions_verified():
+            return
         pipeline = await resources.ready(expected_start=_committed)
-        resources.check_partitions(app)
         await pipeline.handle(_messages(events, repartitioned=False))
         await _after_batch(pipeline)
 
@@ -185,6 +186,29 @@ async def process_repartitioned(stream: Any) -> None:
         pipeline = await resources.ready(expected_start=_committed)
         await pipeline.handle(_messages(events, repartitioned=True))
         await _after_batch(pipeline)
+
+
+_verified = False
+
+
+async def _partitions_verified() -> bool:
+    """Stop the worker if the readings topic's partitions do not match TOPIC_PARTITIONS
+    (device state is keyed by them); a misconfigured worker must not sit idle as if healthy."""
+    global _verified
+    if _verified:
+        return True
+    try:
+        _verified = resources.check_partitions(app)
+    except PartitionMismatch as exc:
+        logger.critical("stopping the worker: %s", exc)
+        await app.crash(exc)
+        return False
+    return True
+
+
+@app.timer(interval=2.0)
+async def verify_partitions() -> None:
+    await _partitions_verified()
 
 
 @app.timer(interval=max(1.0, min(settings.idle_flush / 4, 15.0)))

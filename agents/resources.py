@@ -129,16 +129,20 @@ class WorkerResources:
             await self.pool.close()
             self.pool = None
 
-    def check_partitions(self, app: Any) -> None:
-        """Device state is keyed by the readings topic's partitions: they must match."""
+    def check_partitions(self, app: Any) -> bool:
+        """Device state is keyed by the readings topic's partitions: they must match.
+        True once verified; False while the consumer has no metadata yet."""
         try:
             found = app.consumer.topic_partitions(self.settings.readings_topic)
-        except Exception:
-            return
-        if found and found != self.settings.topic_partitions:
+        except Exception:  # metadata not known yet: checked again later
+            return False
+        if not found:
+            return False
+        if found != self.settings.topic_partitions:
             raise PartitionMismatch(
                 self.settings.readings_topic, found, self.settings.topic_partitions
             )
+        return True
 
     async def _start(self, expected_start: Callable[[tuple[str, int]], int | None] | None) -> None:
         settings = self.settings
