@@ -67,6 +67,18 @@ def service_command(component: str) -> list[str]:
     return [sys.executable, "-m", "service.cli", component]
 
 
+async def reset_worker_stats(dsn: str) -> object:
+    """The embedded broker starts empty, so do the processing counters: drop the rows that
+    workers of an earlier ``run`` left (PostgreSQL keeps its data across runs)."""
+    import asyncpg
+
+    connection = await asyncpg.connect(dsn)
+    try:
+        return await connection.execute("DELETE FROM worker_stats")
+    finally:
+        await connection.close()
+
+
 async def apply_migrations(dsn: str) -> object:
     from storage.migrations import migrate
 
@@ -83,6 +95,7 @@ class Runner:
     settings: Settings
     command_for: Callable[[str], list[str]] = service_command
     migrate: Callable[[str], Awaitable[object]] = apply_migrations
+    reset_stats: Callable[[str], Awaitable[object]] = reset_worker_stats
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
     force: asyncio.Event = field(default_factory=asyncio.Event)
     _stops: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
@@ -122,6 +135,8 @@ class Runner:
         self.checkpoint()
         await self.migrate(dsn)
         log.info("database migrated")
+        if not settings.kafka_broker_url:
+            await self.reset_stats(dsn)
         self.checkpoint()
 
         env = dict(os.environ)

@@ -51,6 +51,7 @@ DRIVER = textwrap.dedent(
         settings,
         command_for=lambda name: [sys.executable, "-c", STANDINS[name]],
         migrate=no_migrations,
+        reset_stats=no_migrations,
     )
     sys.exit(asyncio.run(run_async(settings, runner)))
     """
