@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -74,9 +75,7 @@ def create_app(
                 checks["broker"] = the_kafka.check
                 if database_ping is not None:
                     checks["database"] = database_ping
-                # Hook for the worker's sink outage state (issue 6): add a "sinks" check
-                # here that reads StatsStore.load_worker_stats() and fails while a fresh
-                # worker reports a sink down.
+                checks["sinks"] = _sinks_check(the_stats)
             yield AppState(
                 settings=resolved,
                 reader=the_reader,
@@ -92,6 +91,44 @@ def create_app(
         exception_handlers=dict(EXCEPTION_HANDLERS),
         lifespan=lifespan,
     )
+
+
+SINK_STATUS_FRESH_S = 60.0
+
+
+class SinkDown(Exception):
+    """A running worker reports a store it cannot write to (it retries; nothing is lost)."""
+
+
+def _sinks_check(stats_store: StatsStore) -> ReadinessCheck:
+    """Down while a worker that reported in the last minute has a sink in an outage."""
+
+    async def check() -> bool:
+        now = datetime.now(UTC)
+        problems = []
+        try:
+            records = await stats_store.load_worker_stats()
+        except Exception:  # the database check reports an unreachable database
+            return True
+        for record in records:
+            updated = record.get("updated_at")
+            if (
+                not isinstance(updated, datetime)
+                or (now - updated).total_seconds() > SINK_STATUS_FRESH_S
+            ):
+                continue
+            sinks = (record.get("stats") or {}).get("sinks") or {}
+            for name, status in sinks.items():
+                if isinstance(status, dict) and status.get("healthy") is False:
+                    problems.append(
+                        f"{name} down since {status.get('outage_since')} on worker "
+                        f"{record.get('worker_id')}: {status.get('last_error')}"
+                    )
+        if problems:
+            raise SinkDown("; ".join(problems))
+        return True
+
+    return check
 
 
 def _ping_of(reader: object) -> ReadinessCheck | None:

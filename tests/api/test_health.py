@@ -29,7 +29,7 @@ def test_ready_when_everything_answers(client: TestClient, reader: FakeReader) -
     assert response.status_code == 200
     body = ReadyResponse.model_validate_json(response.content)
     assert body.status == "ready"
-    assert set(body.checks) == {"broker", "database"}
+    assert set(body.checks) == {"broker", "database", "sinks"}
     assert all(check.status == "up" and check.error is None for check in body.checks.values())
     assert body.down == []
     assert reader.pings == 1
@@ -95,3 +95,46 @@ def test_kafka_inspector_is_closed_by_the_lifespan_only_if_created_there(
     with TestClient(app) as client:
         assert client.get("/health").status_code == 200
     assert injected.closed is False  # the caller owns what it injected
+
+
+def test_ready_503_while_a_worker_reports_a_sink_outage(
+    client: TestClient, stats_store: FakeStatsStore
+) -> None:
+    asyncio.run(
+        stats_store.save_worker_stats(
+            "w-1",
+            {
+                "sinks": {
+                    "postgres": {
+                        "healthy": False,
+                        "outage_since": "2026-11-27T08:00:00Z",
+                        "last_error": "connection refused",
+                    },
+                    "influxdb": {"healthy": True},
+                }
+            },
+        )
+    )
+    body = client.get("/ready").json()
+    assert body["down"] == ["sinks"]
+    assert (
+        "postgres down since 2026-11-27T08:00:00Z on worker w-1: connection refused"
+        in body["checks"]["sinks"]["error"]
+    )
+    asyncio.run(stats_store.save_worker_stats("w-1", {"sinks": {"postgres": {"healthy": True}}}))
+    assert client.get("/ready").status_code == 200
+
+
+def test_stale_worker_reports_do_not_fail_readiness(
+    client: TestClient, stats_store: FakeStatsStore
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    stats_store.records.append(
+        {
+            "worker_id": "gone",
+            "updated_at": datetime.now(UTC) - timedelta(minutes=5),
+            "stats": {"sinks": {"postgres": {"healthy": False}}},
+        }
+    )
+    assert client.get("/ready").status_code == 200
