@@ -45,6 +45,7 @@ app = faust.App(
     producer_max_batch_size=settings.producer_max_batch_size,
     consumer_auto_offset_reset="earliest",
     web_enabled=False,
+    datadir=str(settings.data_dir / "faust" / settings.app_id),
     table_cleanup_interval=3600.0,
     logging_config=None,
 )

@@ -59,6 +59,10 @@ class Outputs(Protocol):
         """Metrics topic plus every sink (PostgreSQL, InfluxDB)."""
         ...
 
+    async def record_devices(self, seen: Sequence[tuple[str, int, int]]) -> None:
+        """(device_id, earliest, latest reading time in us) for the devices table."""
+        ...
+
     def save_states(self, states: Sequence[tuple[str, DeviceState]]) -> None:
         """Write states to the changelog (flushed before offsets are committed)."""
         ...
@@ -246,6 +250,10 @@ class ReadingPipeline:
             waits.append(self.outputs.forward(forward))
         if result.emissions:
             waits.append(self.outputs.publish(self.to_models(result.emissions)))
+        if result.devices:
+            waits.append(
+                self.outputs.record_devices([(d, lo, hi) for d, (lo, hi) in result.devices.items()])
+            )
         if waits:
             await asyncio.gather(*waits)
         if result.touched:

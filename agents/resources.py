@@ -16,7 +16,7 @@ from agents.pipeline import Message, ReadingPipeline
 from models.metrics import WindowAggregate
 from service.endpoints import database_dsn
 from service.settings import Settings
-from storage.base import SinkUnavailable
+from storage.base import DeviceSeen, SinkUnavailable
 from storage.migrations import migrate_pool
 from storage.postgres import PostgresRepository, PostgresSink, create_pool
 from storage.resilient import ResilientSink
@@ -24,6 +24,7 @@ from streams.config import config_from_settings
 from streams.decode import Rejection
 from streams.device import DeviceState
 from streams.processor import StreamProcessor
+from streams.timeparse import us_to_datetime
 
 logger = logging.getLogger(__name__)
 
@@ -68,12 +69,39 @@ class FaustOutputs:
         ]
         await asyncio.gather(*futures, *(sink.write(windows) for sink in self.r.sinks))
 
+    async def record_devices(self, seen: Sequence[tuple[str, int, int]]) -> None:
+        if self.r.devices_sink is not None:
+            rows = [
+                DeviceSeen(device_id, us_to_datetime(first), us_to_datetime(last))
+                for device_id, first, last in seen
+            ]
+            await self.r.devices_sink.write(rows)  # type: ignore[arg-type]
+
     def save_states(self, states: Sequence[tuple[str, DeviceState]]) -> None:
         table = self.r.table
         key_partition = self.r.table.data._key_partition
         for device_id, state in states:
             table.send_changelog(state.partition, device_id, state)
             key_partition[device_id] = state.partition
+
+
+class DevicesSink:
+    """The devices table (first/last seen) behind the sink interface, so it is retried
+    through outages like the metrics."""
+
+    name = "devices"
+
+    def __init__(self, repository: PostgresRepository) -> None:
+        self.repository = repository
+
+    async def start(self) -> None:
+        return None
+
+    async def write(self, batch: Sequence[DeviceSeen]) -> None:
+        await self.repository.upsert_devices(batch)
+
+    async def close(self) -> None:
+        return None
 
 
 class PartitionMismatch(RuntimeError):
@@ -103,6 +131,7 @@ class WorkerResources:
         self.processor = StreamProcessor(config_from_settings(settings))
         self.sinks: list[ResilientSink] = []
         self.repository: PostgresRepository | None = None
+        self.devices_sink: ResilientSink | None = None
         self.pool: Any = None
         self.influx_client: Any = None
         self.started = False
@@ -158,6 +187,7 @@ class WorkerResources:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
         self.repository = PostgresRepository(self.pool)
+        self.devices_sink = ResilientSink(DevicesSink(self.repository))  # type: ignore[arg-type]
         postgres = ResilientSink(PostgresSink(self.pool))
         await postgres.start()
         self.sinks = [postgres]

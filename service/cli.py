@@ -37,17 +37,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "run everything locally (what `make run` does)",
         "Start embedded Kafka (memory only), PostgreSQL and VictoriaMetrics where "
         "KAFKA_BROKER_URL, DATABASE_URL or INFLUXDB_URL is not set, create topics, migrate, then "
-        "run a worker, the API (authentication disabled, for local use only) and, unless "
+        "run a worker, the API and, unless "
         "DEMO=false, a simulated meter feed. Ctrl-C stops everything.",
     ),
     "worker": (
         "run one stream-processing worker (Faust app agents.app:app)",
-        "Consume the readings and jobs topics and write windows to the sinks. Start as many "
-        "as there are partitions to share the load; needs KAFKA_BROKER_URL and DATABASE_URL.",
+        "Consume the readings topic and write windows to the metrics topic and the sinks. "
+        "Start as many as there are partitions to share the load; without KAFKA_BROKER_URL "
+        "and DATABASE_URL it uses the embedded servers that `run` started.",
     ),
     "api": (
         "serve the HTTP API (uvicorn) on API_HOST:API_PORT",
-        "Serve /api/v1/metrics, /api/v1/jobs, /api/v1/aggregate, /api/v1/stats and health.",
+        "Serve /api/v1/metrics, /api/v1/stats, /health, /ready, /openapi.json and /docs.",
     ),
     "produce": (
         "send readings from a JSONL file or simulated meters to the readings topic",

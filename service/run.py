@@ -150,7 +150,8 @@ class Runner:
             env.pop(key, None)
         env.update(influx)
         self._spawn("worker", env)
-        log.warning("authentication is disabled for local use (AUTH_DISABLED=true)")
+        # The API has no authentication yet (JWT validation is planned); AUTH_DISABLED is
+        # set so that local runs keep working once it exists.
         self._spawn("api", {**env, "AUTH_DISABLED": "true"})
         if settings.demo:
             from service.demo import run_demo

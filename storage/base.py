@@ -2,8 +2,9 @@
 
 A sink driver only writes; retrying and buffering live in the caller (the worker's
 emitter), so every driver behaves the same under outage. Writes are idempotent upserts
-keyed by ``(device_id, period, window_start)``: a higher ``revision`` wins, an equal or
-lower one changes nothing.
+keyed by ``(device_id, period, window_start)``: a higher ``revision`` wins, a lower one
+changes nothing, an equal one replaces the stored values only if they differ (the stream
+started over, e.g. after the memory-only embedded broker restarted).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Batch fold over many devices: decode, judge, fold, collect emissions and rejections.
 
-The same code serves the Faust worker, the offline ``score`` command, aggregation jobs and
-the tests; the caller provides the state mapping (a Faust table or a dict).
+The same code serves the Faust worker and the tests (and is meant for the offline and job
+paths to come); the caller provides the state mapping (a Faust table or a dict).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class BatchResult:
     rejections: list[Rejection] = field(default_factory=list)
     # device ids whose state changed (write them back to the changelog once per batch)
     touched: set[str] = field(default_factory=set)
-    # (device_id, first ts, last ts, last reading) for the devices table
+    # device_id -> (earliest accepted reading time of the batch, latest accepted ever), us
     devices: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
@@ -115,11 +115,14 @@ class StreamProcessor:
                 result.rejections.append(self.late_rejection(late, state))
             self._count(outcome.emissions)
             result.emissions.extend(outcome.emissions)
-            if state.max_ts is not None:
-                result.devices[device_id] = (
-                    min(r.ts for r in group),
-                    state.max_ts,
-                )
+            if outcome.accepted:
+                late_ids = {id(r) for r in outcome.late}
+                first = min(r.ts for r in group if id(r) not in late_ids)
+                seen = result.devices.get(device_id)
+                if seen is not None:
+                    first = min(first, seen[0])
+                assert state.max_ts is not None
+                result.devices[device_id] = (first, state.max_ts)
 
     def _skip_replayed(
         self, state: DeviceState, group: list[Reading], positions: Sequence[tuple[int, int]]

@@ -28,6 +28,9 @@ class ListOutputs:
     async def publish(self, windows: Sequence[WindowAggregate]) -> None:
         self.log.append(("publish", list(windows)))
 
+    async def record_devices(self, seen: Sequence[tuple[str, int, int]]) -> None:
+        self.log.append(("devices", list(seen)))
+
     def save_states(self, states: Sequence[tuple[str, DeviceState]]) -> None:
         self.log.append(("save", [d for d, _ in states]))
 
@@ -115,7 +118,8 @@ async def test_outputs_are_stored_before_state_is_saved() -> None:
     await pipeline.handle(batch)
     kinds = [kind for kind, _ in outputs.log]
     assert kinds[-1] == "save"
-    assert set(kinds[:-1]) == {"dlq", "publish"}
+    assert set(kinds[:-1]) == {"dlq", "publish", "devices"}
+    assert dict(outputs.log)["devices"] == [("a", 1_800_000_000 * 10**6, 1_800_003_700 * 10**6)]
     dlq = dict(outputs.log)["dlq"]
     assert sorted(dlq) == [("invalid_json", 1), ("late", 3)]
 
