@@ -169,24 +169,34 @@ def _messages(events: Any, repartitioned: bool) -> list[Message]:
     return out
 
 
+async def _fold(messages: list[Message]) -> None:
+    pipeline = await resources.ready(expected_start=_committed)
+    try:
+        await pipeline.handle(messages)
+    except Exception as exc:
+        # Crash-only: a batch that cannot be stored (e.g. a sink rejecting the data) stops
+        # the worker instead of leaving it idle; offsets stay uncommitted, nothing is lost,
+        # and the supervisor (`run`, compose, Kubernetes) shows and restarts it.
+        logger.critical("stopping the worker: batch failed: %r", exc, exc_info=True)
+        await app.crash(exc)
+        raise
+    await _after_batch(pipeline)
+
+
 @app.agent(readings_topic)
 async def process_readings(stream: Any) -> None:
     """Decode, route, fold and emit readings, a batch of messages at a time."""
     async for events in stream.take_events(settings.batch_max, within=settings.batch_within):
         if not await _partitions_verified():
             return
-        pipeline = await resources.ready(expected_start=_committed)
-        await pipeline.handle(_messages(events, repartitioned=False))
-        await _after_batch(pipeline)
+        await _fold(_messages(events, repartitioned=False))
 
 
 @app.agent(repartition_topic)
 async def process_repartitioned(stream: Any) -> None:
     """Readings that arrived on a partition other than their device's, rekeyed."""
     async for events in stream.take_events(settings.batch_max, within=settings.batch_within):
-        pipeline = await resources.ready(expected_start=_committed)
-        await pipeline.handle(_messages(events, repartitioned=True))
-        await _after_batch(pipeline)
+        await _fold(_messages(events, repartitioned=True))
 
 
 _verified = False
