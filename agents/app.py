@@ -31,6 +31,9 @@ except ConfigurationError as exc:  # pragma: no cover - exercised through the CL
     sys.stderr.write(f"energy-processing: {exc}\n")
     raise SystemExit(2) from exc
 
+# Faust keeps a small folder per app id (no table data: the store is in memory).
+(settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+
 app = faust.App(
     settings.app_id,
     broker=[f"kafka://{server}" for server in bootstrap_servers(settings)],
