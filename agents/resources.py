@@ -135,6 +135,7 @@ class WorkerResources:
         self.pool: Any = None
         self.influx_client: Any = None
         self.started = False
+        self._stats_ok = True
         self._pipeline: ReadingPipeline | None = None
         self._lock = asyncio.Lock()
 
@@ -296,5 +297,9 @@ class WorkerResources:
             await self.repository.save_worker_stats(
                 self.worker_id, orjson.loads(orjson.dumps(stats))
             )
-        except Exception as exc:
-            logger.warning("could not save worker stats: %s", exc)
+        except Exception as exc:  # stats are best effort; the data paths retry
+            if self._stats_ok:
+                logger.warning("could not save worker stats (will keep trying): %s", exc)
+            self._stats_ok = False
+        else:
+            self._stats_ok = True

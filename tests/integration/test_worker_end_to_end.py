@@ -229,3 +229,39 @@ async def test_worker_killed_mid_stream_resumes_without_loss_or_double_counting(
     await produce(kafka_bootstrap, topic, parts[2])
     problems = await wait_for(pg_database, want, within=float(os.environ.get("E2E_WAIT", "90")))
     assert not problems, "\n".join(problems[:20]) + "\n" + worker.tail()
+
+
+async def test_postgres_outage_mid_stream_loses_nothing(
+    kafka_bootstrap: str, worker_env: dict[str, str], tmp_path: Path, server_dir: Path
+) -> None:
+    """Stop the worker's PostgreSQL mid-stream and start it again: the worker holds its
+    writes (one warning per sink), catches up, and stores exactly the oracle."""
+    from service.embedded.postgres import EmbeddedPostgres
+    from service.ports import free_port
+    from storage.migrations import migrate
+
+    server = EmbeddedPostgres(server_dir / "pg", port=free_port())
+    dsn = await asyncio.to_thread(server.start)
+    worker = WorkerProcess({**worker_env, "DATABASE_URL": dsn}, tmp_path / "outage.log")
+    try:
+        await migrate(dsn)
+        data = build(seed=31, devices=5, now_s=time.time())
+        want = expected(data)
+        half = len(data.messages) // 2
+        worker.start()
+        worker.wait_ready()
+        await produce(kafka_bootstrap, worker_env["READINGS_TOPIC"], data.messages[:half])
+        await asyncio.sleep(3.0)
+        await asyncio.to_thread(server.stop)
+        await produce(kafka_bootstrap, worker_env["READINGS_TOPIC"], data.messages[half:])
+        await asyncio.sleep(6.0)  # the worker retries meanwhile
+        await asyncio.to_thread(server.start)
+        problems = await wait_for(dsn, want, within=float(os.environ.get("E2E_WAIT", "90")))
+        assert not problems, "\n".join(problems[:20]) + "\n" + worker.tail()
+        log = (tmp_path / "outage.log").read_text()
+        assert log.count("sink postgres unavailable") == 1, worker.tail()
+        assert log.count("sink postgres recovered") == 1
+        assert log.count("could not save worker stats") <= 1
+    finally:
+        worker.stop()
+        await asyncio.to_thread(server.stop)
