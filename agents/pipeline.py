@@ -59,8 +59,9 @@ class Outputs(Protocol):
         """Metrics topic plus every sink (PostgreSQL, InfluxDB)."""
         ...
 
-    async def record_devices(self, seen: Sequence[tuple[str, int, int]]) -> None:
-        """(device_id, earliest, latest reading time in us) for the devices table."""
+    async def record_devices(self, seen: Sequence[tuple[str, int, int, dict[str, Any]]]) -> None:
+        """(device_id, earliest and latest accepted reading time in us, latest reading with
+        its timestamp in us) for the devices table."""
         ...
 
     def save_states(self, states: Sequence[tuple[str, DeviceState]]) -> None:
@@ -251,9 +252,12 @@ class ReadingPipeline:
         if result.emissions:
             waits.append(self.outputs.publish(self.to_models(result.emissions)))
         if result.devices:
-            waits.append(
-                self.outputs.record_devices([(d, lo, hi) for d, (lo, hi) in result.devices.items()])
-            )
+            seen = []
+            for device_id, (first, last) in result.devices.items():
+                latest = self.states[device_id].readings[-1]  # the reading at max_ts
+                reading = {"timestamp": latest[0], "power_w": latest[1], "energy_kwh": latest[2]}
+                seen.append((device_id, first, last, reading))
+            waits.append(self.outputs.record_devices(seen))
         if waits:
             await asyncio.gather(*waits)
         if result.touched:

@@ -24,7 +24,7 @@ from streams.config import config_from_settings
 from streams.decode import Rejection
 from streams.device import DeviceState
 from streams.processor import StreamProcessor
-from streams.timeparse import us_to_datetime
+from streams.timeparse import format_us, us_to_datetime
 
 logger = logging.getLogger(__name__)
 
@@ -69,11 +69,16 @@ class FaustOutputs:
         ]
         await asyncio.gather(*futures, *(sink.write(windows) for sink in self.r.sinks))
 
-    async def record_devices(self, seen: Sequence[tuple[str, int, int]]) -> None:
+    async def record_devices(self, seen: Sequence[tuple[str, int, int, dict[str, Any]]]) -> None:
         if self.r.devices_sink is not None:
             rows = [
-                DeviceSeen(device_id, us_to_datetime(first), us_to_datetime(last))
-                for device_id, first, last in seen
+                DeviceSeen(
+                    device_id,
+                    us_to_datetime(first),
+                    us_to_datetime(last),
+                    {**reading, "timestamp": format_us(reading["timestamp"])},
+                )
+                for device_id, first, last, reading in seen
             ]
             await self.r.devices_sink.write(rows)  # type: ignore[arg-type]
 

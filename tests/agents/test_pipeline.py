@@ -28,7 +28,7 @@ class ListOutputs:
     async def publish(self, windows: Sequence[WindowAggregate]) -> None:
         self.log.append(("publish", list(windows)))
 
-    async def record_devices(self, seen: Sequence[tuple[str, int, int]]) -> None:
+    async def record_devices(self, seen: Sequence[tuple[str, int, int, dict[str, Any]]]) -> None:
         self.log.append(("devices", list(seen)))
 
     def save_states(self, states: Sequence[tuple[str, DeviceState]]) -> None:
@@ -119,7 +119,14 @@ async def test_outputs_are_stored_before_state_is_saved() -> None:
     kinds = [kind for kind, _ in outputs.log]
     assert kinds[-1] == "save"
     assert set(kinds[:-1]) == {"dlq", "publish", "devices"}
-    assert dict(outputs.log)["devices"] == [("a", 1_800_000_000 * 10**6, 1_800_003_700 * 10**6)]
+    assert dict(outputs.log)["devices"] == [
+        (
+            "a",
+            1_800_000_000 * 10**6,
+            1_800_003_700 * 10**6,
+            {"timestamp": 1_800_003_700 * 10**6, "power_w": 100.0, "energy_kwh": None},
+        )
+    ]
     dlq = dict(outputs.log)["dlq"]
     assert sorted(dlq) == [("invalid_json", 1), ("late", 3)]
 

@@ -157,6 +157,26 @@ async def test_stream_to_postgres_and_api_equals_oracle_and_dlq_has_every_reject
     problems = await wait_for(pg_database, want, within=float(os.environ.get("E2E_WAIT", "90")))
     assert not problems, "\n".join(problems[:20]) + "\n" + worker.tail()
 
+    # The devices table: first and last accepted reading of each device.
+    connection = await asyncpg.connect(pg_database)
+    try:
+        rows = await connection.fetch(
+            "SELECT device_id, first_seen, last_seen, last_reading FROM devices"
+        )
+    finally:
+        await connection.close()
+    seen = {
+        r["device_id"]: (datetime_to_us(r["first_seen"]), datetime_to_us(r["last_seen"]))
+        for r in rows
+    }
+    spans: dict[str, tuple[int, int]] = {}
+    for (device, period, _), window in want.items():
+        if period == "hour" and window["first_ts"] is not None:
+            lo, hi = spans.get(device, (window["first_ts"], window["last_ts"]))
+            spans[device] = (min(lo, window["first_ts"]), max(hi, window["last_ts"]))
+    assert seen == spans
+    assert all(r["last_reading"] for r in rows)
+
     # The API serves exactly the stored windows, field by field.
     settings = Settings(database_url=pg_database, kafka_broker_url=kafka_bootstrap)
     # The app builds its own pool inside TestClient's event loop.
