@@ -59,6 +59,10 @@ class Outputs(Protocol):
         """Metrics topic plus every sink (PostgreSQL, InfluxDB)."""
         ...
 
+    async def publish_readings(self, readings: Sequence[Reading]) -> None:
+        """Accepted raw readings, where configured (INFLUXDB_RAW_READINGS)."""
+        ...
+
     async def record_devices(self, seen: Sequence[tuple[str, int, int, dict[str, Any]]]) -> None:
         """(device_id, earliest and latest accepted reading time in us, latest reading with
         its timestamp in us) for the devices table."""
@@ -251,6 +255,8 @@ class ReadingPipeline:
             waits.append(self.outputs.forward(forward))
         if result.emissions:
             waits.append(self.outputs.publish(self.to_models(result.emissions)))
+        if result.accepted:
+            waits.append(self.outputs.publish_readings(result.accepted))
         if result.devices:
             seen = []
             for device_id, (first, last) in result.devices.items():

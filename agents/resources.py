@@ -21,7 +21,7 @@ from storage.migrations import migrate_pool
 from storage.postgres import PostgresRepository, PostgresSink, create_pool
 from storage.resilient import ResilientSink
 from streams.config import config_from_settings
-from streams.decode import Rejection
+from streams.decode import Reading, Rejection
 from streams.device import DeviceState
 from streams.processor import StreamProcessor
 from streams.timeparse import format_us, us_to_datetime
@@ -68,6 +68,11 @@ class FaustOutputs:
             for w in windows
         ]
         await asyncio.gather(*futures, *(sink.write(windows) for sink in self.r.sinks))
+
+    async def publish_readings(self, readings: Sequence[Reading]) -> None:
+        if self.r.readings_sink is not None:
+            rows = [(r.device_id, r.ts, r.power_w, r.energy_kwh) for r in readings]
+            await self.r.readings_sink.write(rows)  # type: ignore[arg-type]
 
     async def record_devices(self, seen: Sequence[tuple[str, int, int, dict[str, Any]]]) -> None:
         if self.r.devices_sink is not None:
@@ -137,6 +142,7 @@ class WorkerResources:
         self.sinks: list[ResilientSink] = []
         self.repository: PostgresRepository | None = None
         self.devices_sink: ResilientSink | None = None
+        self.readings_sink: ResilientSink | None = None
         self.pool: Any = None
         self.influx_client: Any = None
         self.started = False
@@ -212,6 +218,12 @@ class WorkerResources:
             )
             await influx.start()
             self.sinks.append(influx)
+            if settings.influxdb_raw_readings:
+                from storage.influx import InfluxReadingsSink
+
+                self.readings_sink = ResilientSink(
+                    InfluxReadingsSink(influx.inner)  # type: ignore[arg-type]
+                )
             logger.info("InfluxDB sink on", extra={"url": settings.influxdb_url})
         else:
             logger.info("InfluxDB sink off: INFLUXDB_URL is not set")

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     influxdb_token: SecretStr = SecretStr("")
     influxdb_org: str = "energy"
     influxdb_bucket: str = "energy"
+    influxdb_raw_readings: bool = False
     influxdb_embedded_port: int = Field(default=8428, ge=1, le=65535)
     data_dir: Path = Path(".data")
 

@@ -67,6 +67,45 @@ def to_line(window: WindowAggregate) -> str:
     return f"{MEASUREMENT},{tags} {','.join(fields)} {_timestamp_ns(window.window_start)}"
 
 
+READINGS_MEASUREMENT = "energy_reading"
+
+
+def reading_line(
+    device_id: str, ts_us: int, power_w: float | None, energy_kwh: float | None
+) -> str | None:
+    """An accepted raw reading as a line of measurement ``energy_reading`` (tag device_id,
+    fields power_w and/or energy_kwh, microsecond timestamp as nanoseconds)."""
+    fields = []
+    for name, value in (("power_w", power_w), ("energy_kwh", energy_kwh)):
+        text = None if value is None else _float(value)
+        if text is not None:
+            fields.append(f"{name}={text}")
+    if not fields:
+        return None
+    return f"{READINGS_MEASUREMENT},device_id={device_id.translate(_TAG_ESCAPES)} {','.join(fields)} {ts_us * 1000}"
+
+
+class InfluxReadingsSink:
+    """Accepted raw readings (INFLUXDB_RAW_READINGS=true) as ``energy_reading`` points; the
+    identity (device_id, timestamp) makes a rewrite harmless. ``write`` takes tuples
+    ``(device_id, ts_us, power_w, energy_kwh)``."""
+
+    name = "influxdb-readings"
+
+    def __init__(self, windows: InfluxSink) -> None:
+        self._windows = windows
+
+    async def start(self) -> None:
+        return None
+
+    async def write(self, batch: Sequence[tuple[str, int, float | None, float | None]]) -> None:
+        lines = [line for line in (reading_line(*row) for row in batch) if line is not None]
+        await self._windows.write_lines(lines)
+
+    async def close(self) -> None:
+        return None
+
+
 def retry_after_seconds(value: str | None) -> float | None:
     """A ``Retry-After`` header (seconds or an HTTP date) as seconds from now."""
     if not value:
@@ -125,7 +164,10 @@ class InfluxSink:
         """Nothing to prepare: the first write shows whether the server is there."""
 
     async def write(self, batch: Sequence[WindowAggregate]) -> None:
-        lines = [to_line(window) for window in batch]
+        await self.write_lines([to_line(window) for window in batch])
+
+    async def write_lines(self, lines: Sequence[str]) -> None:
+        """Write line-protocol lines in chunks; errors mapped as for ``write``."""
         for offset in range(0, len(lines), self.chunk_size):
             # A chunk that failed is written again in full on retry; re-writing the points
             # of the chunks before it is harmless (same identity, same values).

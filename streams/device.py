@@ -133,6 +133,7 @@ class BatchOutcome:
     spikes: int = 0
     late: list[Reading] = field(default_factory=list)
     emissions: list[Emission] = field(default_factory=list)
+    accepted_readings: list[Reading] = field(default_factory=list)
 
 
 def _fingerprint(acc: Acc, cost: Decimal) -> int:
@@ -180,6 +181,7 @@ class Engine:
             if state.max_ts is None or ts > state.max_ts:
                 state.max_ts = ts
             out.accepted += 1
+            out.accepted_readings.append(reading)
         state.last_wall = wall
         if out.accepted == 0:
             return out

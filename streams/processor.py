@@ -22,6 +22,8 @@ class BatchResult:
     rejections: list[Rejection] = field(default_factory=list)
     # device ids whose state changed (write them back to the changelog once per batch)
     touched: set[str] = field(default_factory=set)
+    # accepted readings, in arrival order per device
+    accepted: list[Reading] = field(default_factory=list)
     # device_id -> (earliest accepted reading time of the batch, latest accepted ever), us
     devices: dict[str, tuple[int, int]] = field(default_factory=dict)
 
@@ -108,6 +110,7 @@ class StreamProcessor:
             states[device_id] = state
             result.touched.add(device_id)
             counters.readings_accepted += outcome.accepted
+            result.accepted.extend(outcome.accepted_readings)
             counters.duplicates += outcome.duplicates
             counters.spikes += outcome.spikes
             for late in outcome.late:

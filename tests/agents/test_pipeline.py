@@ -28,6 +28,9 @@ class ListOutputs:
     async def publish(self, windows: Sequence[WindowAggregate]) -> None:
         self.log.append(("publish", list(windows)))
 
+    async def publish_readings(self, readings: Sequence[Any]) -> None:
+        self.log.append(("readings", [(r.device_id, r.ts) for r in readings]))
+
     async def record_devices(self, seen: Sequence[tuple[str, int, int, dict[str, Any]]]) -> None:
         self.log.append(("devices", list(seen)))
 
@@ -118,7 +121,11 @@ async def test_outputs_are_stored_before_state_is_saved() -> None:
     await pipeline.handle(batch)
     kinds = [kind for kind, _ in outputs.log]
     assert kinds[-1] == "save"
-    assert set(kinds[:-1]) == {"dlq", "publish", "devices"}
+    assert set(kinds[:-1]) == {"dlq", "publish", "devices", "readings"}
+    assert dict(outputs.log)["readings"] == [
+        ("a", 1_800_000_000 * 10**6),
+        ("a", 1_800_003_700 * 10**6),
+    ]
     assert dict(outputs.log)["devices"] == [
         (
             "a",
