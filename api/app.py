@@ -20,7 +20,7 @@ from api.kafka import DEFAULT_TIMEOUT_S, AiokafkaInspector, KafkaInspector, boot
 from api.middleware import DEFAULT_MAX_BODY_BYTES, RequestMiddleware
 from api.routes import routes
 from api.state import AppState, ReadinessCheck
-from service.embedded.postgres import EmbeddedPostgres
+from service.endpoints import database_dsn
 from service.settings import Settings, load_settings
 from storage.base import MetricsReader, StatsStore
 from storage.postgres import PostgresRepository, create_pool
@@ -134,13 +134,6 @@ def _sinks_check(stats_store: StatsStore) -> ReadinessCheck:
 def _ping_of(reader: object) -> ReadinessCheck | None:
     ping = getattr(reader, "ping", None)
     return ping if callable(ping) else None
-
-
-def database_dsn(settings: Settings) -> str:
-    """DATABASE_URL, else the DSN of the embedded server ``make run`` keeps in DATA_DIR."""
-    if settings.database_url is not None:
-        return settings.database_url.get_secret_value()
-    return EmbeddedPostgres(settings.data_dir / "postgres").dsn()
 
 
 async def _open_repository(settings: Settings, stack: AsyncExitStack) -> PostgresRepository:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from service import endpoints
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,16 +64,7 @@ class KafkaInspector(Protocol):
 
 def bootstrap_servers(settings: Settings) -> str:
     """``host:port[,host:port]`` from KAFKA_BROKER_URL (``kafka://`` allowed, as Faust takes)."""
-    if settings.kafka_broker_url is None:
-        return f"127.0.0.1:{settings.kafka_port}"
-    hosts = []
-    for part in settings.kafka_broker_url.replace(";", ",").split(","):
-        part = part.strip()
-        if "://" in part:
-            part = part.split("://", 1)[1]
-        if part:
-            hosts.append(part.rstrip("/"))
-    return ",".join(hosts)
+    return ",".join(endpoints.bootstrap_servers(settings))
 
 
 class AiokafkaInspector:
