@@ -27,6 +27,7 @@ from streams.processor import BatchResult, StreamProcessor
 logger = logging.getLogger(__name__)
 
 MAX_REPAIRS = 5
+SLOW_OUTPUTS_S = 0.5
 
 
 @dataclass(slots=True)
@@ -246,28 +247,46 @@ class ReadingPipeline:
         messages: Sequence[Message],
         forward: Sequence[tuple[str, bytes]],
     ) -> None:
-        waits: list[Awaitable[None]] = []
+        waits: list[tuple[str, Awaitable[None]]] = []
         if result.rejections:
             waits.append(
-                self.outputs.dead_letter([(r, messages[r.msg]) for r in result.rejections])
+                (
+                    "dead_letter",
+                    self.outputs.dead_letter([(r, messages[r.msg]) for r in result.rejections]),
+                )
             )
         if forward:
-            waits.append(self.outputs.forward(forward))
+            waits.append(("forward", self.outputs.forward(forward)))
         if result.emissions:
-            waits.append(self.outputs.publish(self.to_models(result.emissions)))
+            waits.append(("publish", self.outputs.publish(self.to_models(result.emissions))))
         if result.accepted:
-            waits.append(self.outputs.publish_readings(result.accepted))
+            waits.append(("readings", self.outputs.publish_readings(result.accepted)))
         if result.devices:
             seen = []
             for device_id, (first, last) in result.devices.items():
                 latest = self.states[device_id].readings[-1]  # the reading at max_ts
                 reading = {"timestamp": latest[0], "power_w": latest[1], "energy_kwh": latest[2]}
                 seen.append((device_id, first, last, reading))
-            waits.append(self.outputs.record_devices(seen))
+            waits.append(("devices", self.outputs.record_devices(seen)))
         if waits:
-            await asyncio.gather(*waits)
+            started = time.monotonic()
+            timings: dict[str, float] = {}
+            await asyncio.gather(*(self._timed(name, w, timings) for name, w in waits))
+            elapsed = time.monotonic() - started
+            if elapsed > SLOW_OUTPUTS_S:
+                logger.warning(
+                    "slow outputs: %.1f s for one batch (%s)",
+                    elapsed,
+                    ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()),
+                )
         if result.touched:
             self.outputs.save_states([(d, self.states[d]) for d in result.touched])
+
+    @staticmethod
+    async def _timed(name: str, wait: Awaitable[None], timings: dict[str, float]) -> None:
+        started = time.monotonic()
+        await wait
+        timings[name] = time.monotonic() - started
 
     def to_models(self, emissions: Sequence[Emission]) -> list[WindowAggregate]:
         return [e.to_model(self.currency) for e in emissions]

@@ -54,9 +54,12 @@ class FaustOutputs:
         await asyncio.gather(*futures)
 
     async def forward(self, items: Sequence[tuple[str, bytes]]) -> None:
+        # A plain producer: Faust's send to a topic this same app consumes never
+        # completed its delivery future here (seen with the embedded broker).
+        producer = await self.r.forward_producer()
+        topic = self.r.repartition_topic.get_topic_name()
         futures = [
-            await self.r.repartition_topic.send(key=device_id.encode(), value=value)
-            for device_id, value in items
+            await producer.send(topic, value, key=device_id.encode()) for device_id, value in items
         ]
         await asyncio.gather(*futures)
 
@@ -147,6 +150,7 @@ class WorkerResources:
         self.influx_client: Any = None
         self.started = False
         self._stats_ok = True
+        self._forward_producer: Any = None
         self._pipeline: ReadingPipeline | None = None
         self._lock = asyncio.Lock()
 
@@ -161,8 +165,24 @@ class WorkerResources:
             assert self._pipeline is not None
             return self._pipeline
 
+    async def forward_producer(self) -> Any:
+        if self._forward_producer is None:
+            from aiokafka import AIOKafkaProducer
+
+            from service.endpoints import bootstrap_servers
+
+            producer = AIOKafkaProducer(
+                bootstrap_servers=bootstrap_servers(self.settings), acks="all", linger_ms=2
+            )
+            await producer.start()
+            self._forward_producer = producer
+        return self._forward_producer
+
     async def close(self) -> None:
         """Release clients at worker shutdown."""
+        if self._forward_producer is not None:
+            await self._forward_producer.stop()
+            self._forward_producer = None
         if self.influx_client is not None:
             await self.influx_client.close()
             self.influx_client = None

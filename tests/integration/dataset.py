@@ -22,7 +22,17 @@ class Dataset:
     invalid: dict[str, int] = field(default_factory=dict)  # reason -> count (not late)
 
 
-def build(seed: int = 7, devices: int = 8, now_s: float | None = None) -> Dataset:
+def build(
+    seed: int = 7,
+    devices: int = 8,
+    now_s: float | None = None,
+    *,
+    partitions: int = 1,
+) -> Dataset:
+    """With ``partitions`` > 1 every message is keyed (gateway arrays carry one device), so
+    each device's arrival order is its production order; one device ("meter-00") is keyed
+    by a gateway id that lands on another partition, so its readings take the repartition
+    hop, in order."""
     rng = random.Random(seed)
     messages: list[tuple[bytes | None, bytes]] = []
     arrivals: list[OracleReading] = []
@@ -66,17 +76,34 @@ def build(seed: int = 7, devices: int = 8, now_s: float | None = None) -> Datase
             if rng.random() < 0.02:
                 series.append((t + rng.uniform(0, 240), reading, raw))  # duplicate copy
     series.sort(key=lambda item: item[0])
+
     # Gateways batch some readings into arrays (one message, several readings).
+    def key_for(device: str) -> bytes:
+        if partitions > 1 and device == "meter-00":
+            from agents.pipeline import partition_for
+
+            gateway = next(
+                f"gateway-{n}"
+                for n in range(100)
+                if partition_for(f"gateway-{n}", partitions) != partition_for(device, partitions)
+            )
+            return gateway.encode()
+        return device.encode()
+
     i = 0
     while i < len(series):
         if rng.random() < 0.05 and i + 3 < len(series):
             chunk = series[i : i + 3]
-            messages.append((None, b"[" + b",".join(raw for _, _, raw in chunk) + b"]"))
+            key: bytes | None = None
+            if partitions > 1:
+                chunk = [item for item in chunk if item[1].device_id == chunk[0][1].device_id]
+                key = key_for(chunk[0][1].device_id)
+            messages.append((key, b"[" + b",".join(raw for _, _, raw in chunk) + b"]"))
             arrivals.extend(r for _, r, _ in chunk)
-            i += 3
+            i += len(chunk)
             continue
         _, reading, raw = series[i]
-        messages.append((reading.device_id.encode(), raw))
+        messages.append((key_for(reading.device_id), raw))
         arrivals.append(reading)
         i += 1
         if rng.random() < 0.01:
@@ -85,7 +112,7 @@ def build(seed: int = 7, devices: int = 8, now_s: float | None = None) -> Datase
         if rng.random() < 0.01:
             messages.append(
                 (
-                    reading.device_id.encode(),
+                    key_for(reading.device_id),
                     orjson.dumps(
                         {
                             "device_id": reading.device_id,
@@ -99,7 +126,7 @@ def build(seed: int = 7, devices: int = 8, now_s: float | None = None) -> Datase
         if rng.random() < 0.01:
             messages.append(
                 (
-                    reading.device_id.encode(),
+                    key_for(reading.device_id),
                     orjson.dumps(
                         {
                             "device_id": reading.device_id,
@@ -113,7 +140,7 @@ def build(seed: int = 7, devices: int = 8, now_s: float | None = None) -> Datase
         if rng.random() < 0.005 and now_s is not None:
             messages.append(
                 (
-                    reading.device_id.encode(),
+                    key_for(reading.device_id),
                     orjson.dumps(
                         {"device_id": reading.device_id, "timestamp": now_s + 86400, "power_w": 5}
                     ),
@@ -125,7 +152,7 @@ def build(seed: int = 7, devices: int = 8, now_s: float | None = None) -> Datase
             late = OracleReading(reading.device_id, reading.ts - 3600 * 10**6 - 7, 100.0, None)
             messages.append(
                 (
-                    late.device_id.encode(),
+                    key_for(late.device_id),
                     orjson.dumps(
                         {"device_id": late.device_id, "timestamp": late.ts / 1e6, "power_w": 100.0}
                     ),

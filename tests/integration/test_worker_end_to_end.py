@@ -285,3 +285,31 @@ async def test_postgres_outage_mid_stream_loses_nothing(
     finally:
         worker.stop()
         await asyncio.to_thread(server.stop)
+
+
+async def test_three_partitions_with_a_miskeyed_device_equal_the_oracle(
+    kafka_bootstrap: str, worker_env: dict[str, str], tmp_path: Path, pg_database: str
+) -> None:
+    """Device state spread over 3 partitions (3 changelog partitions); one device keyed by
+    a gateway id on another partition goes through the repartition topic."""
+    env = {**worker_env, "TOPIC_PARTITIONS": "3"}
+    worker = WorkerProcess(env, tmp_path / "partitions.log")
+    try:
+        data = build(seed=41, devices=6, now_s=time.time(), partitions=3)
+        want = expected(data)
+        worker.start()
+        worker.wait_ready()
+        await produce(kafka_bootstrap, env["READINGS_TOPIC"], data.messages)
+        problems = await wait_for(pg_database, want, within=float(os.environ.get("E2E_WAIT", "90")))
+        assert not problems, "\n".join(problems[:20]) + "\n" + worker.tail()
+        connection = await asyncpg.connect(pg_database)
+        try:
+            forwarded = await connection.fetchval(
+                "SELECT sum((stats->>'forwarded')::int) FROM worker_stats"
+            )
+        finally:
+            await connection.close()
+        meter00 = sum(1 for r in data.arrivals if r.device_id == "meter-00")
+        assert forwarded is not None and forwarded >= meter00 - 5
+    finally:
+        worker.stop()
