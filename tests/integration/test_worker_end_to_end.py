@@ -108,6 +108,14 @@ def expected(data: Dataset) -> dict[tuple[str, str, int], dict[str, Any]]:
     return {k: v for k, v in oracle.windows.items() if k[1] in ("hour", "day")}
 
 
+def _us(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return parse_rfc3339(value)
+    return datetime_to_us(value)
+
+
 def close(a: float | None, b: float | None) -> bool:
     if a is None or b is None:
         return a is b
@@ -129,6 +137,9 @@ def differences(
                 problems.append(f"{key} {name} {g[name]} != {w[name]}")
         if not close(float(g["cost"]), w["cost"]):
             problems.append(f"{key} cost {g['cost']} != {w['cost']}")
+        for name in ("first_ts", "last_ts"):
+            if _us(g[name]) != w[name]:
+                problems.append(f"{key} {name} {g[name]} != {w[name]}")
     return problems
 
 
