@@ -36,6 +36,8 @@ class FaustOutputs:
         self.r = resources
 
     async def dead_letter(self, items: Sequence[tuple[Rejection, Message]]) -> None:
+        producer = await self.r.output_producer()
+        topic = self.r.dlq_topic.get_topic_name()
         futures = []
         for rejection, message in items:
             headers = [
@@ -48,15 +50,11 @@ class FaustOutputs:
             if rejection.element_index is not None:
                 headers.append(("source.element", str(rejection.element_index).encode()))
             key = rejection.device_id.encode() if rejection.device_id else None
-            futures.append(
-                await self.r.dlq_topic.send(key=key, value=rejection.raw, headers=headers)
-            )
+            futures.append(await producer.send(topic, rejection.raw, key=key, headers=headers))
         await asyncio.gather(*futures)
 
     async def forward(self, items: Sequence[tuple[str, bytes]]) -> None:
-        # A plain producer: Faust's send to a topic this same app consumes never
-        # completed its delivery future here (seen with the embedded broker).
-        producer = await self.r.forward_producer()
+        producer = await self.r.output_producer()
         topic = self.r.repartition_topic.get_topic_name()
         futures = [
             await producer.send(topic, value, key=device_id.encode()) for device_id, value in items
@@ -64,10 +62,10 @@ class FaustOutputs:
         await asyncio.gather(*futures)
 
     async def publish(self, windows: Sequence[WindowAggregate]) -> None:
+        producer = await self.r.output_producer()
+        topic = self.r.metrics_topic.get_topic_name()
         futures = [
-            await self.r.metrics_topic.send(
-                key=w.device_id.encode(), value=w.model_dump_json().encode()
-            )
+            await producer.send(topic, w.model_dump_json().encode(), key=w.device_id.encode())
             for w in windows
         ]
         await asyncio.gather(*futures, *(sink.write(windows) for sink in self.r.sinks))
@@ -150,7 +148,7 @@ class WorkerResources:
         self.influx_client: Any = None
         self.started = False
         self._stats_ok = True
-        self._forward_producer: Any = None
+        self._output_producer: Any = None
         self._pipeline: ReadingPipeline | None = None
         self._lock = asyncio.Lock()
 
@@ -165,8 +163,12 @@ class WorkerResources:
             assert self._pipeline is not None
             return self._pipeline
 
-    async def forward_producer(self) -> Any:
-        if self._forward_producer is None:
+    async def output_producer(self) -> Any:
+        """One plain aiokafka producer for the DLQ, metrics and repartition topics: each
+        batch awaits its deliveries before saving state. (Faust's own send to a topic this
+        same app consumes never completed its delivery future here, and costs far more per
+        message.)"""
+        if self._output_producer is None:
             from aiokafka import AIOKafkaProducer
 
             from service.endpoints import bootstrap_servers
@@ -175,14 +177,14 @@ class WorkerResources:
                 bootstrap_servers=bootstrap_servers(self.settings), acks="all", linger_ms=2
             )
             await producer.start()
-            self._forward_producer = producer
-        return self._forward_producer
+            self._output_producer = producer
+        return self._output_producer
 
     async def close(self) -> None:
         """Release clients at worker shutdown."""
-        if self._forward_producer is not None:
-            await self._forward_producer.stop()
-            self._forward_producer = None
+        if self._output_producer is not None:
+            await self._output_producer.stop()
+            self._output_producer = None
         if self.influx_client is not None:
             await self.influx_client.close()
             self.influx_client = None
