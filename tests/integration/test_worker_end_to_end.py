@@ -4,6 +4,7 @@ readings -> worker -> metrics table -> GET /api/v1/metrics; DLQ holds every reje
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import time
@@ -322,5 +323,58 @@ async def test_three_partitions_with_a_miskeyed_device_equal_the_oracle(
             await connection.close()
         meter00 = sum(1 for r in data.arrivals if r.device_id == "meter-00")
         assert forwarded is not None and forwarded >= meter00 - 5
+    finally:
+        worker.stop()
+
+
+async def test_influxdb_outage_mid_stream_loses_nothing(
+    kafka_bootstrap: str,
+    worker_env: dict[str, str],
+    tmp_path: Path,
+    pg_database: str,
+    victoria_factory: Any,
+) -> None:
+    """Stop the InfluxDB write endpoint mid-stream and start it again: the worker holds
+    (backpressure), then every final window is in PostgreSQL and as a point in InfluxDB."""
+    import httpx
+
+    from service.ports import free_port
+
+    port = free_port()
+    victoria = victoria_factory(port)
+    url = await asyncio.to_thread(victoria.start)
+    env = {**worker_env, "INFLUXDB_URL": url, "INFLUXDB_TOKEN": "t"}
+    worker = WorkerProcess(env, tmp_path / "influx.log")
+    try:
+        data = build(seed=37, devices=4, now_s=time.time())
+        want = expected(data)
+        half = len(data.messages) // 2
+        worker.start()
+        worker.wait_ready()
+        await produce(kafka_bootstrap, env["READINGS_TOPIC"], data.messages[:half])
+        await asyncio.sleep(3.0)
+        await asyncio.to_thread(victoria.stop)
+        await produce(kafka_bootstrap, env["READINGS_TOPIC"], data.messages[half:])
+        await asyncio.sleep(6.0)
+        await asyncio.to_thread(victoria.start)
+        problems = await wait_for(pg_database, want, within=float(os.environ.get("E2E_WAIT", "90")))
+        assert not problems, "\n".join(problems[:20]) + "\n" + worker.tail()
+        async with httpx.AsyncClient(base_url=url, trust_env=False, timeout=10) as client:
+            (await client.get("/internal/force_flush")).raise_for_status()
+            response = await client.post(
+                "/api/v1/export", data={"match[]": '{__name__="energy_window_energy_kwh"}'}
+            )
+            response.raise_for_status()
+        points: dict[tuple[str, str, int], float] = {}
+        for line in response.text.splitlines():
+            series = json.loads(line)
+            labels = series["metric"]
+            for value, millis in zip(series["values"], series["timestamps"], strict=True):
+                points[(labels["device_id"], labels["period"], millis * 1000)] = value
+        missing = [k for k in want if k not in points]
+        assert not missing, missing[:5]
+        log = (tmp_path / "influx.log").read_text()
+        assert log.count("sink influxdb unavailable") == 1, worker.tail()
+        assert log.count("sink influxdb recovered") == 1
     finally:
         worker.stop()
