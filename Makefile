@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint bench clean clean-data distclean check-python
+.PHONY: help run test lint bench eval-anomaly clean clean-data distclean check-python
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ lint: $(STAMP)  ## ruff check, ruff format --check, mypy --strict
 
 bench: $(STAMP)  ## run the benchmark (python -m bench)
 	$(BIN)/python -m bench
+
+eval-anomaly: $(STAMP)  ## online anomaly scores vs batch IsolationForest on labelled data (~1 min)
+	$(BIN)/python -m eval
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \

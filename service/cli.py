@@ -9,7 +9,7 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
@@ -64,6 +64,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "create the Kafka topics (idempotent)",
         "Create the readings, dead-letter, metrics, anomalies and jobs topics with "
         "TOPIC_PARTITIONS partitions and explicit retention; existing topics are kept.",
+    ),
+    "score": (
+        "score readings from a JSONL file for anomalies, offline (no servers)",
+        "Read readings (one JSON object or array per line, in arrival order; extra fields "
+        "are ignored), apply the acceptance and window rules with the current settings, "
+        "score every emitted hour and day window with the online anomaly detector as the "
+        "worker does, and write one JSON line per window (its final revision's score). "
+        "FUTURE_TOLERANCE is not applied (historical and future data are scored alike); "
+        "open windows at the end of the input are flushed and scored, not learned.",
     ),
 }
 
@@ -127,6 +136,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sub["migrate"].add_argument("--dsn", help="PostgreSQL DSN (default: DATABASE_URL)")
+    score = sub["score"]
+    score.add_argument(
+        "--input", required=True, metavar="FILE", help="JSONL readings, '-' for stdin"
+    )
+    score.add_argument(
+        "--output", required=True, metavar="FILE", help="JSONL window scores, '-' for stdout"
+    )
+    score.add_argument(
+        "--batch",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="lines folded per batch, as a worker batch (default: %(default)s; the scores "
+        "do not depend on it when each device's readings arrive in time order)",
+    )
     sub["topics"].add_argument("--bootstrap", help="Kafka bootstrap address")
     return parser
 
@@ -313,6 +337,62 @@ def _topics(settings: Settings, args: argparse.Namespace, parser: argparse.Argum
     return EXIT_OK
 
 
+def _score(settings: Settings, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import dataclasses
+    import time
+
+    import orjson
+
+    from streams.anomaly import AnomalyConfig
+    from streams.anomaly_stream import StreamScorer, score_lines, window_row
+    from streams.config import config_from_settings
+
+    if args.batch < 1:
+        parser.error("score: --batch must be at least 1")
+    # Offline data may lie anywhere in time: the wall clock is no judge of it here.
+    processing = dataclasses.replace(config_from_settings(settings), future_tolerance_s=1e12)
+    scorer = StreamScorer(processing, AnomalyConfig(timezone=processing.timezone))
+    shown = [time.monotonic()]
+
+    def progress(messages: int, windows: int) -> None:
+        now = time.monotonic()
+        if now - shown[0] >= 2.0:
+            shown[0] = now
+            print(f"score: {messages:,} lines, {windows:,} windows", file=sys.stderr, flush=True)
+
+    def lines() -> Iterator[bytes]:
+        if args.input == "-":
+            yield from sys.stdin.buffer
+            return
+        with open(args.input, "rb") as source:
+            yield from source
+
+    started = time.monotonic()
+    try:
+        windows = score_lines(lines(), scorer, batch_size=args.batch, progress=progress)
+    except OSError as exc:
+        raise ConfigurationError(f"score: cannot read {args.input}: {exc}") from exc
+    out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
+    try:
+        for window in windows.values():
+            out.write(orjson.dumps(window_row(window)) + b"\n")
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+        else:
+            out.flush()
+    counters = scorer.processor.counters
+    flagged = sum(w.result.is_anomaly for w in windows.values())
+    print(
+        f"score: {counters.readings_received:,} readings ({counters.readings_accepted:,} "
+        f"accepted, {sum(counters.rejected_by_reason.values()):,} rejected, "
+        f"{counters.duplicates:,} duplicates), {len(windows):,} windows, {flagged:,} "
+        f"flagged, in {time.monotonic() - started:.1f} s",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
 _HANDLERS = {
     "run": _run,
     "worker": _worker,
@@ -320,6 +400,7 @@ _HANDLERS = {
     "produce": _produce,
     "migrate": _migrate,
     "topics": _topics,
+    "score": _score,
 }
 
 

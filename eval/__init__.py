@@ -1,0 +1,1 @@
+"""Offline evaluations: labelled synthetic data and the anomaly detection benchmark."""

@@ -1,0 +1,418 @@
+"""Online anomaly scores for closed hour and day windows: river Half-Space Trees on features
+that compare each window with its device's own learned normal.
+
+Per device, a small baseline (``streams.anomaly_baseline``) learns the usual energy per
+hour of the week, peak power and power range, and daily energy per weekday. A window
+becomes a handful of z-scores (energy, peak, range, the recent drift of energy; for days
+also how odd its hours were), squashed into [0, 1] as Half-Space Trees require. ONE shared
+model per period scores them, so memory does not grow with the fleet (a river model of
+height h costs about 2^h nodes per tree), and devices teach each other what unusual looks
+like. Each window is scored, then learned (only final windows, once each).
+
+Warm-up: the shared model scores 0 until it has learned its first ``window_size`` windows
+(Half-Space Trees compare with the previous window of mass). A device is never flagged
+before ``warmup_days`` of its windows were learned; its score is reported all the same.
+Flagging: ``is_anomaly`` when the score exceeds the running ``flag_quantile`` of the scores
+seen so far (river's P-square quantile), or a fixed ``threshold`` if one is configured.
+
+Deterministic given the input order (seeded trees). ``dump``/``load`` checkpoint the shared
+models (pickle) and each device's baseline (compact JSON); a restored detector continues
+with identical scores.
+
+Examples
+--------
+>>> detector = AnomalyDetector(AnomalyConfig(hour_model=ModelParams(5, 3, 10)))
+>>> hour = 3_600_000_000
+>>> for n in range(40):
+...     window = {"device_id": "plug-1", "period": "hour", "window_start": n * hour,
+...               "window_end": (n + 1) * hour, "energy_kwh": 0.1, "coverage": 1.0,
+...               "power_max_w": 120.0, "power_mean_w": 100.0, "power_min_w": 80.0,
+...               "power_reading_count": 60}
+...     result = detector.score(window)
+>>> 0.0 <= result.score <= 1.0, result.is_anomaly
+(True, False)
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+import pickle
+from collections.abc import Mapping, MutableMapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, Final, NamedTuple
+from zoneinfo import ZoneInfo
+
+import orjson
+from river import anomaly as river_anomaly
+from river import stats as river_stats
+
+from streams.anomaly_baseline import BaselineParams, DayFeatures, DeviceBaseline, HourFeatures
+
+logger = logging.getLogger(__name__)
+
+MODEL_VERSION: Final = 1
+SCORED_PERIODS: Final = ("hour", "day")
+_US_PER_HOUR: Final = 3_600_000_000
+_US_PER_DAY: Final = 24 * _US_PER_HOUR
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """Half-Space Trees size: cost per window grows with ``n_trees * height``, memory with
+    ``n_trees * 2**height``; ``window_size`` windows form the reference mass."""
+
+    n_trees: int = 25
+    height: int = 8
+    window_size: int = 250
+
+
+@dataclass(frozen=True)
+class AnomalyConfig:
+    timezone: str = "UTC"  # hour-of-week and weekday are local (SEMANTICS.md TIMEZONE)
+    seed: int = 42
+    hour_model: ModelParams = field(default_factory=ModelParams)
+    day_model: ModelParams = field(default_factory=lambda: ModelParams(25, 6, 100))
+    warmup_days: float = 7.0  # no flag before a device's windows span this many days
+    flag_quantile: float = 0.99  # flag scores above this running quantile ...
+    min_scores: int = 200  # ... once this many scores are in it
+    threshold: float | None = None  # or flag above this fixed score instead
+    time_features: bool = False  # also give the model hour-of-day and weekday (cyclic)
+    baseline: BaselineParams = field(default_factory=BaselineParams)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.flag_quantile < 1.0:
+            raise ValueError("flag_quantile must be between 0 and 1")
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise ValueError("threshold must be between 0 and 1")
+        if self.warmup_days < 0:
+            raise ValueError("warmup_days must not be negative")
+        ZoneInfo(self.timezone)
+
+
+class AnomalyScore(NamedTuple):
+    score: float  # in [0, 1]; higher is more unusual
+    is_anomaly: bool
+    features: dict[str, float]  # what the score was computed from (z-scores, expectation)
+
+
+@dataclass
+class _PeriodModel:
+    params: ModelParams
+    seed: int
+    flag_quantile: float
+    hst: Any = None
+    quantile: Any = None
+    learned: int = 0
+    quantile_count: int = 0
+
+    def __post_init__(self) -> None:
+        if self.hst is None:
+            self.hst = river_anomaly.HalfSpaceTrees(
+                n_trees=self.params.n_trees,
+                height=self.params.height,
+                window_size=self.params.window_size,
+                seed=self.seed,
+            )
+        if self.quantile is None:
+            self.quantile = river_stats.Quantile(self.flag_quantile)
+
+    @property
+    def warm(self) -> bool:
+        return self.learned >= self.params.window_size
+
+
+def _squash(z: float, scale: float = 6.0) -> float:
+    """z-score -> (0, 1), 0.5 for "as usual"; tanh keeps extremes apart without clipping."""
+    return 0.5 + 0.5 * math.tanh(z / scale)
+
+
+def _unit(value: float, scale: float) -> float:
+    """A non-negative size -> [0, 1)."""
+    return value / (value + scale)
+
+
+def hour_inputs(feats: HourFeatures) -> dict[str, float]:
+    """The model's view of an hour: each in [0, 1], 0.5 (or 0) meaning "as usual"."""
+    return {
+        "energy": _squash(feats.z_energy),
+        "flat": _squash(min(feats.z_range, 0.0)),
+        "top": _unit(max(feats.z_top - 2.0, 0.0), 2.0),
+        "drift": _squash(feats.drift, 1.5),
+        "surprise": _unit(
+            math.sqrt(feats.surprise**2 + (2.0 * feats.drift) ** 2 + feats.recent**2), 3.0
+        ),
+    }
+
+
+def day_inputs(feats: DayFeatures) -> dict[str, float]:
+    return {
+        "energy": _squash(feats.z_energy),
+        "hour_rms": _unit(feats.hour_rms, 2.0),
+        "hour_max": _unit(feats.hour_max, 4.0),
+        "hour_run": _unit(feats.hour_run, 2.0),
+        "top": _unit(max(feats.z_top - 2.0, 0.0), 2.0),
+        "drift": _squash(feats.drift, 1.5),
+    }
+
+
+@lru_cache(maxsize=8)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+class AnomalyDetector:
+    """Scores hour and day windows (``Emission.fields()`` dicts); see the module doc."""
+
+    def __init__(
+        self,
+        config: AnomalyConfig | None = None,
+        baselines: MutableMapping[str, DeviceBaseline] | None = None,
+    ) -> None:
+        self.config = config = config or AnomalyConfig()
+        self.baselines: MutableMapping[str, DeviceBaseline] = (
+            baselines if baselines is not None else {}
+        )
+        self.models = {
+            "hour": _PeriodModel(config.hour_model, config.seed, config.flag_quantile),
+            "day": _PeriodModel(config.day_model, config.seed + 1, config.flag_quantile),
+        }
+        self.changed: set[str] = set()  # devices whose baseline changed since take_changed()
+        self._zone = _zone(config.timezone)
+        self._local_cache: dict[int, tuple[int, int, int]] = {}
+
+    # -- scoring -----------------------------------------------------------------------
+    def score(self, window: Mapping[str, Any], final: bool = True) -> AnomalyScore:
+        """Score one emitted hour or day window, then learn it if it is final and new.
+
+        ``final``: the device's watermark has passed the window's end (every window the
+        stream emits on its own is; an idle flush can emit one that is still open). An open
+        window is scored against the current state but neither learned nor flagged.
+        """
+        period = window["period"]
+        if period == "hour":
+            return self._score_hour(window, final)
+        if period == "day":
+            return self._score_day(window, final)
+        raise ValueError(f"only hour and day windows are scored, not {period!r}")
+
+    def _baseline(self, device_id: str) -> DeviceBaseline:
+        baseline = self.baselines.get(device_id)
+        if baseline is None:
+            baseline = DeviceBaseline()
+        return baseline
+
+    def _local(self, ts: int) -> tuple[int, int, int]:
+        """(local hour, weekday 0=Monday, local date ordinal) of an instant (us)."""
+        bucket = ts // _US_PER_HOUR
+        cached = self._local_cache.get(bucket)
+        if cached is None:
+            if len(self._local_cache) > 200_000:
+                self._local_cache.clear()
+            moment = datetime.fromtimestamp(bucket * 3600, self._zone)
+            cached = (moment.hour, moment.weekday(), moment.toordinal())
+            self._local_cache[bucket] = cached
+        return cached
+
+    def _score_hour(self, window: Mapping[str, Any], final: bool) -> AnomalyScore:
+        config = self.config
+        device_id: str = window["device_id"]
+        start: int = window["window_start"]
+        baseline = self._baseline(device_id)
+        hour, weekday, ordinal = self._local(start)
+        week_slot = weekday * 24 + hour
+        daytype_slot = (weekday >= 5) * 24 + hour
+        rate = _rate(window, 1.0)
+        feats = baseline.hour_features(
+            config.baseline,
+            week_slot,
+            daytype_slot,
+            rate,
+            window.get("power_max_w"),
+            window.get("power_mean_w"),
+            window.get("power_min_w"),
+            window.get("power_reading_count") or 0,
+        )
+        x = hour_inputs(feats)
+        if config.time_features:
+            _add_time(x, hour, weekday)
+        learn = final and (baseline.last_hour is None or start > baseline.last_hour)
+        result = self._judge(
+            "hour", x, baseline, start, final, learn, _hour_explained(feats, window)
+        )
+        if learn:
+            baseline.learn_hour(
+                config.baseline, week_slot, daytype_slot, rate, feats, start, ordinal
+            )
+            self._store(device_id, baseline)
+        return result
+
+    def _score_day(self, window: Mapping[str, Any], final: bool) -> AnomalyScore:
+        config = self.config
+        device_id: str = window["device_id"]
+        start: int = window["window_start"]
+        baseline = self._baseline(device_id)
+        _, weekday, ordinal = self._local(start)
+        weekend = int(weekday >= 5)
+        rate = _rate(window, 24.0)
+        feats = baseline.day_features(
+            config.baseline, weekday, weekend, rate, ordinal, window.get("power_max_w")
+        )
+        x = day_inputs(feats)
+        if config.time_features:
+            _add_time(x, 12, weekday)
+        learn = final and (baseline.last_day is None or start > baseline.last_day)
+        result = self._judge("day", x, baseline, start, final, learn, _day_explained(feats))
+        if learn:
+            baseline.learn_day(config.baseline, weekday, weekend, feats, start)
+            self._store(device_id, baseline)
+        return result
+
+    def _judge(
+        self,
+        period: str,
+        x: dict[str, float],
+        baseline: DeviceBaseline,
+        start: int,
+        final: bool,
+        learn: bool,
+        explained: dict[str, float],
+    ) -> AnomalyScore:
+        model = self.models[period]
+        score = float(model.hst.score_one(x))
+        score = min(1.0, max(0.0, score))
+        device_warm = (
+            baseline.first_start is not None
+            and start - baseline.first_start >= self.config.warmup_days * _US_PER_DAY
+        )
+        flagged = False
+        if final and device_warm and model.warm:
+            threshold = self.config.threshold
+            if threshold is None and model.quantile_count >= self.config.min_scores:
+                threshold = float(model.quantile.get())
+            flagged = threshold is not None and score > threshold
+            if learn:
+                model.quantile.update(score)
+                model.quantile_count += 1
+        if learn:
+            model.hst.learn_one(x)
+            model.learned += 1
+        return AnomalyScore(score, flagged, explained)
+
+    def _store(self, device_id: str, baseline: DeviceBaseline) -> None:
+        # Assign back: a Faust table (or any mapping with write-through) sees the change.
+        self.baselines[device_id] = baseline
+        self.changed.add(device_id)
+
+    def take_changed(self) -> set[str]:
+        """Devices whose baseline changed since the last call (checkpoint those)."""
+        changed, self.changed = self.changed, set()
+        return changed
+
+    # -- checkpoints -------------------------------------------------------------------
+    def dump_model(self) -> bytes:
+        """The shared models and thresholds (pickle: trusted storage only)."""
+        state = {
+            "version": MODEL_VERSION,
+            "periods": {
+                period: {
+                    "params": asdict(model.params),
+                    "hst": model.hst,
+                    "quantile": model.quantile,
+                    "learned": model.learned,
+                    "quantile_count": model.quantile_count,
+                }
+                for period, model in self.models.items()
+            },
+        }
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def load_model(self, data: bytes) -> None:
+        """Restore ``dump_model`` output. A model built with other ModelParams is dropped
+        (logged): it restarts its warm-up while the baselines are kept."""
+        state = pickle.loads(data)  # our own checkpoint: trusted
+        if state.get("version") != MODEL_VERSION:
+            raise ValueError(f"unknown anomaly model version {state.get('version')!r}")
+        for period, saved in state["periods"].items():
+            model = self.models.get(period)
+            if model is None:
+                continue
+            if ModelParams(**saved["params"]) != model.params:
+                logger.warning(
+                    "anomaly model for %s windows was built with other parameters; "
+                    "starting it afresh",
+                    period,
+                )
+                continue
+            model.hst = saved["hst"]
+            model.quantile = saved["quantile"]
+            model.learned = saved["learned"]
+            model.quantile_count = saved["quantile_count"]
+
+    def dump_baseline(self, device_id: str) -> bytes | None:
+        baseline = self.baselines.get(device_id)
+        return None if baseline is None else baseline.dump()
+
+    def load_baseline(self, device_id: str, data: bytes | str) -> None:
+        self.baselines[device_id] = DeviceBaseline.load(data)
+
+    def dump(self) -> bytes:
+        """Everything: the shared models and every device's baseline, as one JSON document."""
+        return orjson.dumps(
+            {
+                "model": base64.b64encode(self.dump_model()).decode(),
+                "baselines": {
+                    device_id: baseline.dump().decode()
+                    for device_id, baseline in self.baselines.items()
+                },
+            }
+        )
+
+    def load(self, data: bytes) -> None:
+        doc = orjson.loads(data)
+        self.load_model(base64.b64decode(doc["model"]))
+        for device_id, baseline in doc["baselines"].items():
+            self.load_baseline(device_id, baseline)
+
+
+def _rate(window: Mapping[str, Any], hours: float) -> float:
+    """Energy per ``hours`` of the window, scaled up for time no interval covered (a gap or
+    a window still open is judged by what it holds, not penalised for what it lacks)."""
+    length_h = float(window["window_end"] - window["window_start"]) / _US_PER_HOUR
+    coverage = float(window.get("coverage") or 0.0)
+    energy = float(window.get("energy_kwh") or 0.0)
+    return max(0.0, energy) / max(coverage, 0.1) / length_h * hours
+
+
+def _add_time(x: dict[str, float], hour: int, weekday: int) -> None:
+    x["hour_sin"] = 0.5 + 0.5 * math.sin(2 * math.pi * hour / 24)
+    x["hour_cos"] = 0.5 + 0.5 * math.cos(2 * math.pi * hour / 24)
+    x["weekday_sin"] = 0.5 + 0.5 * math.sin(2 * math.pi * weekday / 7)
+    x["weekday_cos"] = 0.5 + 0.5 * math.cos(2 * math.pi * weekday / 7)
+
+
+def _hour_explained(feats: HourFeatures, window: Mapping[str, Any]) -> dict[str, float]:
+    hours = (window["window_end"] - window["window_start"]) / _US_PER_HOUR
+    expected = max(0.0, math.exp(feats.expected) - feats.offset) * hours
+    return {
+        "energy_z": round(feats.z_energy, 3),
+        "expected_kwh": round(expected, 6),
+        "peak_z": round(feats.z_peak, 3),
+        "range_z": round(feats.z_range, 3),
+        "drift": round(feats.drift, 3),
+        "coverage": round(window.get("coverage") or 0.0, 4),
+    }
+
+
+def _day_explained(feats: DayFeatures) -> dict[str, float]:
+    expected = max(0.0, math.exp(feats.expected) - feats.offset)
+    return {
+        "energy_z": round(feats.z_energy, 3),
+        "expected_kwh": round(expected, 6),
+        "hour_rms": round(feats.hour_rms, 3),
+        "hour_max": round(feats.hour_max, 3),
+        "drift": round(feats.drift, 3),
+    }

@@ -1,0 +1,448 @@
+"""A device's own recent normal, learned online, and the features that compare a window to it.
+
+Everything is in log space, so a device's windows are judged relative to its own level and
+devices of any size are comparable: ``z = (x - expected) / spread``. The expected hourly
+energy blends the device's hour-of-week slot (168 slots, one sample a week) with its
+hour-of-day slot of the same day type (48 slots: weekdays, weekend), which learns within a
+day or two; the more a week slot has seen, the more it counts. Spreads are learned per
+day-type hour from the residuals. Updates are exponentially weighted (the first samples of
+a slot are plain averages) and clipped at three spreads, so one spike barely moves the
+baseline while a lasting change is absorbed within a few weeks.
+
+State per device is about 400 float32 numbers and 330 small counts; ``dump`` writes them as
+compact JSON (base64 of the packed arrays), about 3 KB, and ``load`` restores them exactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from array import array
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+
+BASELINE_VERSION: Final = 1
+
+# float32 layout
+_HOW_M: Final = 0  # 168: log energy rate per hour-of-week
+_DT_EM: Final = 168  # 48: log energy rate per day-type hour
+_DT_EV: Final = 216  # 48: residual variance of log energy per day-type hour
+_DT_PM: Final = 264  # 48: log peak power per day-type hour
+_DT_FM: Final = 312  # 48: log relative power range per day-type hour
+_WD_M: Final = 360  # 7: log daily energy per weekday
+_DD_M: Final = 367  # 2: log daily energy per day type
+_DD_V: Final = 369  # 2: residual variance of log daily energy per day type
+_P_V: Final = 371  # residual variance of log peak power
+_F_V: Final = 372  # residual variance of log relative range
+_LEVEL: Final = 373  # mean hourly energy (kWh), for the log offset
+_DRIFT_H: Final = 374  # running mean of recent hour z (clipped)
+_DRIFT_D: Final = 375  # running mean of recent day z (clipped)
+_DACC_SUM: Final = 376  # sum of squared hour surprise of the current local day
+_DACC_MAX: Final = 377  # largest hour surprise of the current local day
+_RECENT_H: Final = 378  # short running mean of hour z (clipped): a few hours in a row
+_DACC_RUN: Final = 379  # largest |short running mean| of the current local day
+_TOP_M: Final = 380  # log of the day's peak power, running mean over days
+_TOP_V: Final = 381  # ... its residual variance
+_FLOATS: Final = 382
+
+# uint16 layout (counts, capped)
+_HOW_N: Final = 0  # 168
+_DT_N: Final = 168  # 48 (energy)
+_DT_PN: Final = 216  # 48 (peak)
+_DT_FN: Final = 264  # 48 (range)
+_WD_N: Final = 312  # 7
+_DD_N: Final = 319  # 2
+_LEVEL_N: Final = 321
+_DACC_N: Final = 322
+_TOP_N: Final = 323
+_COUNTS: Final = 324
+_COUNT_CAP: Final = 65_535
+
+
+@dataclass(frozen=True)
+class BaselineParams:
+    """How fast baselines learn and how sure a new device's spread is; see module doc."""
+
+    week_rate: float = 0.3  # hour-of-week slot: floor of the update weight
+    daytype_rate: float = 0.1  # day-type hour slot
+    day_rate: float = 0.2  # weekday slot of daily energy
+    week_prior: float = 2.0  # a week slot counts like this many samples of its day-type slot
+    prior_sd: float = 0.5  # assumed spread of log energy before any residual is seen
+    prior_weight: float = 3.0  # ... worth this many residuals
+    floor_sd: float = 0.05  # spreads never below 5 %: meters round, loads flicker
+    clip: float = 3.0  # updates use residuals clipped at this many spreads
+    offset: float = 0.05  # log(x + offset * level): zero use stays finite
+    drift_hour: float = 1 / 12  # weight of a new hour in the running mean of hour z
+    recent_hour: float = 1 / 3  # ... in the short running mean
+    drift_day: float = 1 / 4
+
+
+def _ewma_rate(count: int, floor: float) -> float:
+    return max(1.0 / (count + 1), floor)
+
+
+@dataclass(slots=True)
+class DeviceBaseline:
+    """One device's baseline; ``floats`` float32 and ``counts`` uint16 arrays (see layout)."""
+
+    first_start: int | None = None  # first learned window start (us)
+    last_hour: int | None = None  # last learned hour window start (us)
+    last_day: int | None = None  # last learned day window start (us)
+    day_ordinal: int = 0  # local date (proleptic ordinal) the hour accumulators belong to
+    floats: array[float] = field(default_factory=lambda: array("f", bytes(4 * _FLOATS)))
+    counts: array[int] = field(default_factory=lambda: array("H", bytes(2 * _COUNTS)))
+
+    # -- serialisation -----------------------------------------------------------------
+    def dump(self) -> bytes:
+        """Compact JSON; ``load`` restores the state exactly (bit for bit)."""
+        floats = self.floats
+        counts = self.counts
+        if floats.itemsize != 4 or counts.itemsize != 2:  # pragma: no cover - exotic platforms
+            raise RuntimeError("unexpected array item sizes")
+        return orjson.dumps(
+            {
+                "v": BASELINE_VERSION,
+                "first": self.first_start,
+                "hour": self.last_hour,
+                "day": self.last_day,
+                "ord": self.day_ordinal,
+                "f": base64.b64encode(_little(floats)).decode(),
+                "n": base64.b64encode(_little(counts)).decode(),
+            }
+        )
+
+    @classmethod
+    def load(cls, data: bytes | str) -> DeviceBaseline:
+        doc: dict[str, Any] = orjson.loads(data)
+        if doc.get("v") != BASELINE_VERSION:
+            raise ValueError(f"unknown anomaly baseline version {doc.get('v')!r}")
+        floats = array("f")
+        floats.frombytes(base64.b64decode(doc["f"]))
+        counts = array("H")
+        counts.frombytes(base64.b64decode(doc["n"]))
+        if _BIG_ENDIAN:  # pragma: no cover
+            floats.byteswap()
+            counts.byteswap()
+        if len(floats) != _FLOATS or len(counts) != _COUNTS:
+            raise ValueError("anomaly baseline has the wrong size")
+        return cls(doc["first"], doc["hour"], doc["day"], doc["ord"], floats, counts)
+
+    # -- hour windows ------------------------------------------------------------------
+    def hour_features(
+        self,
+        p: BaselineParams,
+        week_slot: int,
+        daytype_slot: int,
+        rate_kwh: float,
+        power_max: float | None,
+        power_mean: float | None,
+        power_min: float | None,
+        power_count: int,
+    ) -> HourFeatures:
+        """Compare one hour (energy rate in kWh per hour) with the baseline; no update."""
+        f = self.floats
+        n = self.counts
+        level = float(f[_LEVEL]) if n[_LEVEL_N] else rate_kwh
+        offset = p.offset * level + 1e-4
+        x = math.log(rate_kwh + offset)
+        n_week, n_day = n[_HOW_N + week_slot], n[_DT_N + daytype_slot]
+        if n_day:
+            base = float(f[_DT_EM + daytype_slot])
+        elif n[_LEVEL_N]:
+            base = math.log(level + offset)
+        else:
+            base = x  # nothing known yet: no evidence either way
+        expected = (n_week * float(f[_HOW_M + week_slot]) + p.week_prior * base) / (
+            n_week + p.week_prior
+        )
+        prior = p.prior_sd * p.prior_sd
+        var = (n_day * float(f[_DT_EV + daytype_slot]) + p.prior_weight * prior) / (
+            n_day + p.prior_weight
+        )
+        sd = math.sqrt(var + p.floor_sd * p.floor_sd)
+        z_energy = (x - expected) / sd
+        z_peak = z_range = 0.0
+        x_peak = x_range = math.nan
+        if power_max is not None and power_mean is not None:
+            x_peak = math.log(power_max + 1.0)
+            if n[_DT_PN + daytype_slot]:
+                var_p = (n[_DT_PN + daytype_slot] * float(f[_P_V]) + p.prior_weight * prior) / (
+                    n[_DT_PN + daytype_slot] + p.prior_weight
+                )
+                z_peak = (x_peak - float(f[_DT_PM + daytype_slot])) / math.sqrt(
+                    var_p + p.floor_sd * p.floor_sd
+                )
+            if power_count >= 2 and power_min is not None:
+                x_range = math.log((power_max - power_min) / (power_mean + 1.0) + 1e-3)
+                n_f = n[_DT_FN + daytype_slot]
+                if n_f:
+                    var_f = (n_f * float(f[_F_V]) + p.prior_weight * prior) / (n_f + p.prior_weight)
+                    z_range = (x_range - float(f[_DT_FM + daytype_slot])) / math.sqrt(
+                        var_f + p.floor_sd * p.floor_sd
+                    )
+        z_top = self._z_top(p, power_max)
+        clipped = max(-4.0, min(4.0, z_energy))
+        drift = (1.0 - p.drift_hour) * float(f[_DRIFT_H]) + p.drift_hour * clipped
+        recent = (1.0 - p.recent_hour) * float(f[_RECENT_H]) + p.recent_hour * clipped
+        return HourFeatures(
+            x,
+            expected,
+            sd,
+            offset,
+            z_energy,
+            x_peak,
+            z_peak,
+            x_range,
+            z_range,
+            z_top,
+            drift,
+            recent,
+        )
+
+    def _z_top(self, p: BaselineParams, power_max: float | None) -> float:
+        """How far a peak power lies above the device's usual daily peak (0 if unknown)."""
+        count = self.counts[_TOP_N]
+        if power_max is None or not count:
+            return 0.0
+        prior = p.prior_sd * p.prior_sd
+        var = (count * float(self.floats[_TOP_V]) + p.prior_weight * prior) / (
+            count + p.prior_weight
+        )
+        top = (math.log(power_max + 1.0) - float(self.floats[_TOP_M])) / math.sqrt(
+            var + p.floor_sd * p.floor_sd
+        )
+        return top
+
+    def learn_hour(
+        self,
+        p: BaselineParams,
+        week_slot: int,
+        daytype_slot: int,
+        rate_kwh: float,
+        feats: HourFeatures,
+        window_start: int,
+        day_ordinal: int,
+    ) -> None:
+        """Fold one final hour into the baseline (after it was scored)."""
+        f = self.floats
+        n = self.counts
+        limit = p.clip * feats.sd
+        # the hour-of-week slot starts from the blended expectation, so one odd first week
+        # does not stick
+        i = _HOW_M + week_slot
+        if n[_HOW_N + week_slot] == 0:
+            f[i] = feats.expected + _clip(feats.x - feats.expected, limit)
+        else:
+            rate = _ewma_rate(n[_HOW_N + week_slot], p.week_rate)
+            f[i] = f[i] + rate * _clip(feats.x - f[i], limit)
+        _bump(n, _HOW_N + week_slot)
+        residual = _clip(feats.x - feats.expected, limit)
+        j = daytype_slot
+        count = n[_DT_N + j]
+        rate = _ewma_rate(count, p.daytype_rate)
+        if count == 0:
+            f[_DT_EM + j] = feats.x if not n[_LEVEL_N] else feats.expected + residual
+            f[_DT_EV + j] = p.prior_sd * p.prior_sd  # one residual is no spread yet
+        else:
+            f[_DT_EM + j] = f[_DT_EM + j] + rate * _clip(feats.x - f[_DT_EM + j], limit)
+            f[_DT_EV + j] = f[_DT_EV + j] + rate * (residual * residual - f[_DT_EV + j])
+        _bump(n, _DT_N + j)
+        level_n = n[_LEVEL_N]
+        if not math.isnan(feats.x_peak):
+            _learn_slot(f, n, _DT_PM + j, _DT_PN + j, _P_V, feats.x_peak, level_n, p)
+        if not math.isnan(feats.x_range):
+            _learn_slot(f, n, _DT_FM + j, _DT_FN + j, _F_V, feats.x_range, level_n, p)
+        level = float(f[_LEVEL]) if level_n else rate_kwh
+        capped = min(rate_kwh, 10.0 * level) if level_n else rate_kwh
+        f[_LEVEL] = level + _ewma_rate(level_n, 0.01) * (capped - level)
+        _bump(n, _LEVEL_N)
+        f[_DRIFT_H] = feats.drift
+        f[_RECENT_H] = feats.recent
+        if day_ordinal != self.day_ordinal:
+            self.day_ordinal = day_ordinal
+            f[_DACC_SUM] = 0.0
+            f[_DACC_MAX] = 0.0
+            f[_DACC_RUN] = 0.0
+            n[_DACC_N] = 0
+        f[_DACC_RUN] = max(float(f[_DACC_RUN]), abs(feats.recent))
+        z = min(12.0, feats.surprise)
+        f[_DACC_SUM] = f[_DACC_SUM] + z * z
+        f[_DACC_MAX] = max(float(f[_DACC_MAX]), z)
+        _bump(n, _DACC_N)
+        self.last_hour = window_start
+        if self.first_start is None:
+            self.first_start = window_start
+
+    # -- day windows -------------------------------------------------------------------
+    def day_features(
+        self,
+        p: BaselineParams,
+        weekday: int,
+        weekend: int,
+        rate_kwh: float,
+        day_ordinal: int,
+        power_max: float | None,
+    ) -> DayFeatures:
+        """Compare one day (energy per 24 h) with the baseline; no update."""
+        f = self.floats
+        n = self.counts
+        level = 24.0 * float(f[_LEVEL]) if n[_LEVEL_N] else rate_kwh
+        offset = p.offset * level + 1e-3
+        x = math.log(rate_kwh + offset)
+        n_wd, n_dd = n[_WD_N + weekday], n[_DD_N + weekend]
+        if n_dd:
+            base = float(f[_DD_M + weekend])
+        elif n[_LEVEL_N]:
+            base = math.log(level + offset)
+        else:
+            base = x
+        expected = (n_wd * float(f[_WD_M + weekday]) + p.week_prior * base) / (n_wd + p.week_prior)
+        prior = p.prior_sd * p.prior_sd
+        var = (n_dd * float(f[_DD_V + weekend]) + p.prior_weight * prior) / (n_dd + p.prior_weight)
+        sd = math.sqrt(var + p.floor_sd * p.floor_sd)
+        z = (x - expected) / sd
+        if self.day_ordinal == day_ordinal and n[_DACC_N]:
+            rms = math.sqrt(float(f[_DACC_SUM]) / n[_DACC_N])
+            worst = float(f[_DACC_MAX])
+            run = float(f[_DACC_RUN])
+        else:
+            rms = worst = run = 0.0
+        clipped = max(-4.0, min(4.0, z))
+        drift = (1.0 - p.drift_day) * float(f[_DRIFT_D]) + p.drift_day * clipped
+        x_top = math.nan if power_max is None else math.log(power_max + 1.0)
+        z_top = self._z_top(p, power_max)
+        return DayFeatures(x, expected, sd, offset, z, rms, worst, run, drift, x_top, z_top)
+
+    def learn_day(
+        self,
+        p: BaselineParams,
+        weekday: int,
+        weekend: int,
+        feats: DayFeatures,
+        window_start: int,
+    ) -> None:
+        f = self.floats
+        n = self.counts
+        limit = p.clip * feats.sd
+        residual = _clip(feats.x - feats.expected, limit)
+        i = _WD_M + weekday
+        if n[_WD_N + weekday] == 0:
+            f[i] = feats.expected + residual
+        else:
+            f[i] = f[i] + _ewma_rate(n[_WD_N + weekday], p.day_rate) * _clip(feats.x - f[i], limit)
+        _bump(n, _WD_N + weekday)
+        count = n[_DD_N + weekend]
+        if count == 0:
+            f[_DD_M + weekend] = feats.expected + residual
+            f[_DD_V + weekend] = p.prior_sd * p.prior_sd
+        else:
+            rate = _ewma_rate(count, p.day_rate)
+            f[_DD_M + weekend] = f[_DD_M + weekend] + rate * _clip(
+                feats.x - f[_DD_M + weekend], limit
+            )
+            f[_DD_V + weekend] = f[_DD_V + weekend] + rate * (
+                residual * residual - f[_DD_V + weekend]
+            )
+        _bump(n, _DD_N + weekend)
+        f[_DRIFT_D] = feats.drift
+        if not math.isnan(feats.x_top):
+            count = n[_TOP_N]
+            if count == 0:
+                f[_TOP_M] = feats.x_top
+                f[_TOP_V] = p.prior_sd * p.prior_sd
+            else:
+                var = float(f[_TOP_V])
+                limit_top = p.clip * math.sqrt(var + p.floor_sd * p.floor_sd)
+                residual_top = _clip(feats.x_top - f[_TOP_M], limit_top)
+                rate = _ewma_rate(count, p.day_rate)
+                f[_TOP_M] = f[_TOP_M] + rate * residual_top
+                f[_TOP_V] = var + rate * (residual_top * residual_top - var)
+            _bump(n, _TOP_N)
+        self.last_day = window_start
+        if self.first_start is None:
+            self.first_start = window_start
+
+
+@dataclass(frozen=True, slots=True)
+class HourFeatures:
+    x: float  # log(energy rate + offset)
+    expected: float
+    sd: float
+    offset: float
+    z_energy: float
+    x_peak: float  # nan without power readings
+    z_peak: float
+    x_range: float  # nan with fewer than two power readings
+    z_range: float
+    z_top: float  # peak power against the device's usual daily peak (0 without power)
+    drift: float  # running mean of hour z over about half a day, this hour included
+    recent: float  # ... over about three hours
+
+    @property
+    def surprise(self) -> float:
+        """How far from usual the hour is overall: energy either way, a power range
+        narrower than usual (a stuck meter), a peak above usual (both half weight)."""
+        flat = min(self.z_range, 0.0)
+        peak = max(self.z_peak, 0.0)
+        return math.sqrt(self.z_energy**2 + 0.25 * (flat * flat + peak * peak))
+
+
+@dataclass(frozen=True, slots=True)
+class DayFeatures:
+    x: float
+    expected: float
+    sd: float
+    offset: float
+    z_energy: float
+    hour_rms: float  # root mean square of the day's hour surprise (0 if none was learned)
+    hour_max: float  # largest hour surprise of the day
+    hour_run: float  # largest |short running mean of hour z| of the day
+    drift: float  # running mean of day z over about four days, this day included
+    x_top: float  # log of the day's peak power (nan without power readings)
+    z_top: float  # ... against the device's usual daily peak (0 if unknown)
+
+
+def _clip(value: float, limit: float) -> float:
+    return -limit if value < -limit else limit if value > limit else value
+
+
+def _bump(counts: array[int], index: int) -> None:
+    if counts[index] < _COUNT_CAP:
+        counts[index] += 1
+
+
+def _learn_slot(
+    f: array[float],
+    n: array[int],
+    mean_at: int,
+    count_at: int,
+    var_at: int,
+    x: float,
+    hours: int,
+    p: BaselineParams,
+) -> None:
+    """A day-type slot mean with a device-wide residual variance (``hours`` learned so far)."""
+    count = n[count_at]
+    if count == 0:
+        f[mean_at] = x
+        if f[var_at] == 0.0:
+            f[var_at] = p.prior_sd * p.prior_sd
+    else:
+        limit = p.clip * math.sqrt(float(f[var_at]) + p.floor_sd * p.floor_sd)
+        residual = _clip(x - f[mean_at], limit)
+        f[mean_at] = f[mean_at] + _ewma_rate(count, p.daytype_rate) * residual
+        f[var_at] = f[var_at] + _ewma_rate(hours, 0.01) * (residual * residual - f[var_at])
+    _bump(n, count_at)
+
+
+_BIG_ENDIAN: Final = array("H", [1]).tobytes()[0] == 0
+
+
+def _little(values: array[Any]) -> bytes:
+    if _BIG_ENDIAN:  # pragma: no cover
+        copy = array(values.typecode, values)
+        copy.byteswap()
+        return copy.tobytes()
+    return values.tobytes()

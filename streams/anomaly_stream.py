@@ -1,0 +1,205 @@
+"""The stream path with anomaly scores: fold message batches, score emitted hour and day
+windows in a batch-independent order. Shared by ``energy-processing score``, the evaluation
+(``python -m eval``) and, once wired, the worker.
+
+Order matters because the shared model learns from every device: a batch's emissions are
+scored in the order one-message-at-a-time processing would emit them (by the message whose
+reading made each window final, then the device's first reading in that message, then
+period and window start). So when each device's readings arrive in time order, the scores
+do not depend on how the messages are split into batches. (A reading that arrives out of
+order within GRACE can revise a window already emitted; which value was learned then
+depends on the batch split.)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.anomaly import SCORED_PERIODS, AnomalyConfig, AnomalyDetector, AnomalyScore
+from streams.config import ProcessingConfig
+from streams.decode import Reading
+from streams.device import DeviceState, Emission
+from streams.processor import BatchResult, StreamProcessor
+from streams.timeparse import format_us
+from streams.windows import PERIOD_CODES
+
+WindowKey = tuple[str, str, int]  # device_id, period, window_start (us)
+
+
+@dataclass(slots=True)
+class ScoredWindow:
+    emission: Emission
+    fields: dict[str, Any]
+    result: AnomalyScore
+    final: bool
+
+
+def order_emissions(
+    readings: Sequence[Reading], emissions: Sequence[Emission], grace_us: int
+) -> list[Emission]:
+    """``emissions`` of one fold, in the order message-by-message folding would emit them.
+
+    ``readings``: the batch's valid readings in arrival order (what was passed to fold).
+    A window [s, e) becomes final with the device's first reading at or after ``e + GRACE``
+    (rejected readings never raise the device's maximum, so they need no special care);
+    a revision without such a reading is placed at the device's last reading.
+    """
+    by_device: dict[str, list[tuple[int, int]]] = {}  # device -> [(ts, position)]
+    first_in_msg: dict[tuple[int, str], int] = {}
+    for position, reading in enumerate(readings):
+        by_device.setdefault(reading.device_id, []).append((reading.ts, position))
+        first_in_msg.setdefault((reading.msg, reading.device_id), position)
+    running: dict[str, list[tuple[int, int]]] = {}
+    for device_id, rows in by_device.items():
+        # running maximum: [(max ts so far, position)] at each new maximum
+        steps: list[tuple[int, int]] = []
+        for ts, position in rows:
+            if not steps or ts > steps[-1][0]:
+                steps.append((ts, position))
+        running[device_id] = steps
+
+    def key(emission: Emission) -> tuple[int, int, int, int]:
+        steps = running.get(emission.device_id)
+        if not steps:
+            return (len(readings), 0, PERIOD_CODES[emission.period], emission.window_start)
+        needed = emission.window_end + grace_us
+        position = by_device[emission.device_id][-1][1]
+        lo, hi = 0, len(steps)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if steps[mid][0] >= needed:
+                hi = mid
+            else:
+                lo = mid + 1
+        if lo < len(steps):
+            position = steps[lo][1]
+        msg = readings[position].msg
+        rank = first_in_msg[(msg, emission.device_id)]
+        return (msg, rank, PERIOD_CODES[emission.period], emission.window_start)
+
+    return sorted(emissions, key=key)
+
+
+@dataclass
+class StreamScorer:
+    """A StreamProcessor, its device states and an AnomalyDetector, driven like the worker."""
+
+    processing: ProcessingConfig
+    anomaly: AnomalyConfig | None = None
+    processor: StreamProcessor = field(init=False)
+    detector: AnomalyDetector = field(init=False)
+    states: MutableMapping[str, DeviceState] = field(default_factory=dict)
+    # detector time per scored window (ns), when a list is given
+    timings: list[int] | None = None
+
+    def __post_init__(self) -> None:
+        self.processor = StreamProcessor(self.processing)
+        anomaly = self.anomaly or AnomalyConfig(timezone=self.processing.timezone)
+        self.detector = AnomalyDetector(anomaly)
+
+    def process(self, values: Iterable[bytes], now_us: int, wall: float) -> list[ScoredWindow]:
+        """Fold one batch of message values; score its hour and day emissions."""
+        processor = self.processor
+        result = BatchResult()
+        readings: list[Reading] = []
+        for index, raw in enumerate(values):
+            readings.extend(processor.decode(raw, now_us, result, index))
+        processor.fold(readings, self.states, wall, result)
+        ordered = order_emissions(readings, result.emissions, processor.engine.grace)
+        return self.score(ordered)
+
+    def finish(self) -> list[ScoredWindow]:
+        """End of input: flush every device (its open windows are scored, not learned)."""
+        emissions: list[Emission] = []
+        for device_id, state in self.states.items():
+            emissions.extend(self.processor.flush(device_id, state))
+        return self.score(emissions)
+
+    def score(self, emissions: Iterable[Emission]) -> list[ScoredWindow]:
+        grace = self.processor.engine.grace
+        scored: list[ScoredWindow] = []
+        for emission in emissions:
+            if emission.period not in SCORED_PERIODS:
+                continue
+            state = self.states.get(emission.device_id)
+            max_ts = state.max_ts if state is not None else None
+            final = max_ts is not None and emission.window_end <= max_ts - grace
+            fields = emission.fields()
+            if self.timings is None:
+                result = self.detector.score(fields, final)
+            else:
+                began = time.perf_counter_ns()
+                result = self.detector.score(fields, final)
+                self.timings.append(time.perf_counter_ns() - began)
+            scored.append(ScoredWindow(emission, fields, result, final))
+        return scored
+
+
+def score_lines(
+    lines: Iterable[bytes],
+    scorer: StreamScorer,
+    *,
+    batch_size: int = 1000,
+    clock: Callable[[], float] = time.time,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[WindowKey, ScoredWindow]:
+    """Feed JSONL lines (one message each, arrival order) through ``scorer`` in batches,
+    flush at the end, and keep each window's last emission (its final revision), in the
+    order windows were first emitted. ``progress(messages, windows)`` after each batch."""
+    windows: dict[WindowKey, ScoredWindow] = {}
+    messages = 0
+    for batch in batches(lines, batch_size):
+        wall = clock()
+        for window in scorer.process(batch, int(wall * 1_000_000), wall):
+            windows[_key(window)] = window
+        messages += len(batch)
+        if progress is not None:
+            progress(messages, len(windows))
+    for window in scorer.finish():
+        windows[_key(window)] = window
+    return windows
+
+
+def _key(window: ScoredWindow) -> WindowKey:
+    emission = window.emission
+    return (emission.device_id, emission.period, emission.window_start)
+
+
+def window_row(window: ScoredWindow) -> dict[str, Any]:
+    """One output line of ``energy-processing score``."""
+    fields = window.fields
+    result = window.result
+    return {
+        "device_id": fields["device_id"],
+        "period": fields["period"],
+        "window_start": format_us(fields["window_start"]),
+        "window_end": format_us(fields["window_end"]),
+        "energy_kwh": fields["energy_kwh"],
+        "coverage": fields["coverage"],
+        "reading_count": fields["reading_count"],
+        "power_mean_w": fields["power_mean_w"],
+        "power_max_w": fields["power_max_w"],
+        "revision": fields["revision"],
+        "final": window.final,
+        "anomaly_score": round(result.score, 6),
+        "is_anomaly": result.is_anomaly,
+        "features": result.features,
+    }
+
+
+def batches(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
+    """Non-empty lines, stripped, in lists of ``size``."""
+    batch: list[bytes] = []
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        batch.append(line)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
