@@ -151,6 +151,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="lines folded per batch, as a worker batch (default: %(default)s; the scores "
         "do not depend on it when each device's readings arrive in time order)",
     )
+    score.add_argument(
+        "--flag-quantile",
+        type=float,
+        default=0.99,
+        metavar="Q",
+        help="flag windows scoring above this running quantile of all scores so far "
+        "(default: %(default)s)",
+    )
+    score.add_argument(
+        "--threshold",
+        type=float,
+        metavar="SCORE",
+        help="flag windows scoring above this fixed value instead (0..1)",
+    )
+    score.add_argument(
+        "--warmup-days",
+        type=float,
+        default=7.0,
+        metavar="DAYS",
+        help="no flag before a device has this many days of windows (default: %(default)s)",
+    )
     sub["topics"].add_argument("--bootstrap", help="Kafka bootstrap address")
     return parser
 
@@ -351,7 +372,16 @@ def _score(settings: Settings, args: argparse.Namespace, parser: argparse.Argume
         parser.error("score: --batch must be at least 1")
     # Offline data may lie anywhere in time: the wall clock is no judge of it here.
     processing = dataclasses.replace(config_from_settings(settings), future_tolerance_s=1e12)
-    scorer = StreamScorer(processing, AnomalyConfig(timezone=processing.timezone))
+    try:
+        anomaly = AnomalyConfig(
+            timezone=processing.timezone,
+            flag_quantile=args.flag_quantile,
+            threshold=args.threshold,
+            warmup_days=args.warmup_days,
+        )
+    except ValueError as exc:
+        parser.error(f"score: {exc}")
+    scorer = StreamScorer(processing, anomaly)
     shown = [time.monotonic()]
 
     def progress(messages: int, windows: int) -> None:
