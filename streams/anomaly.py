@@ -265,7 +265,8 @@ class AnomalyDetector:
         if config.time_features:
             _add_time(x, 12, weekday)
         learn = final and (baseline.last_day is None or start > baseline.last_day)
-        result = self._judge("day", x, baseline, start, final, learn, _day_explained(feats))
+        explained = _day_explained(feats, window)
+        result = self._judge("day", x, baseline, start, final, learn, explained)
         if learn:
             baseline.learn_day(config.baseline, weekday, weekend, feats, start)
             self._store(device_id, baseline)
@@ -402,17 +403,21 @@ def _hour_explained(feats: HourFeatures, window: Mapping[str, Any]) -> dict[str,
         "expected_kwh": round(expected, 6),
         "peak_z": round(feats.z_peak, 3),
         "range_z": round(feats.z_range, 3),
+        "top_z": round(feats.z_top, 3),
         "drift": round(feats.drift, 3),
         "coverage": round(window.get("coverage") or 0.0, 4),
     }
 
 
-def _day_explained(feats: DayFeatures) -> dict[str, float]:
-    expected = max(0.0, math.exp(feats.expected) - feats.offset)
+def _day_explained(feats: DayFeatures, window: Mapping[str, Any]) -> dict[str, float]:
+    hours = (window["window_end"] - window["window_start"]) / _US_PER_HOUR  # 23, 24, 25
+    expected = max(0.0, math.exp(feats.expected) - feats.offset) * hours / 24.0
     return {
         "energy_z": round(feats.z_energy, 3),
         "expected_kwh": round(expected, 6),
         "hour_rms": round(feats.hour_rms, 3),
         "hour_max": round(feats.hour_max, 3),
+        "hour_run": round(feats.hour_run, 3),
+        "top_z": round(feats.z_top, 3),
         "drift": round(feats.drift, 3),
     }
