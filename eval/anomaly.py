@@ -171,9 +171,15 @@ def run(
     weeks: int = 8,
     folder: Path | None = None,
     anomaly: AnomalyConfig | None = None,
+    dataset: Dataset | None = None,
 ) -> Report:
+    """Generate (or take) a data set, score it online, fit the baseline, compare."""
     began = time.perf_counter()
-    dataset = generate(seed=seed, devices=devices, weeks=weeks)
+    if dataset is None:
+        dataset = generate(seed=seed, devices=devices, weeks=weeks)
+    else:
+        devices = len(dataset.devices)
+        weeks = round((dataset.end - dataset.start) / (7 * 86400))
     generate_s = time.perf_counter() - began
     with tempfile.TemporaryDirectory(prefix="eval-anomaly-") as scratch:
         target = folder or Path(scratch)
