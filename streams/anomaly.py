@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import math
 import pickle
 from collections.abc import Mapping, MutableMapping
 from dataclasses import asdict, dataclass, field
@@ -50,7 +49,14 @@ import orjson
 from river import anomaly as river_anomaly
 from river import stats as river_stats
 
-from streams.anomaly_baseline import BaselineParams, DayFeatures, DeviceBaseline, HourFeatures
+from streams.anomaly_baseline import BaselineParams, DeviceBaseline
+from streams.anomaly_features import (
+    add_time,
+    day_explained,
+    day_inputs,
+    hour_explained,
+    hour_inputs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -123,40 +129,6 @@ class _PeriodModel:
     @property
     def warm(self) -> bool:
         return self.learned >= self.params.window_size
-
-
-def _squash(z: float, scale: float = 6.0) -> float:
-    """z-score -> (0, 1), 0.5 for "as usual"; tanh keeps extremes apart without clipping."""
-    return 0.5 + 0.5 * math.tanh(z / scale)
-
-
-def _unit(value: float, scale: float) -> float:
-    """A non-negative size -> [0, 1)."""
-    return value / (value + scale)
-
-
-def hour_inputs(feats: HourFeatures) -> dict[str, float]:
-    """The model's view of an hour: each in [0, 1], 0.5 (or 0) meaning "as usual"."""
-    return {
-        "energy": _squash(feats.z_energy),
-        "flat": _squash(min(feats.z_range, 0.0)),
-        "top": _unit(max(feats.z_top - 2.0, 0.0), 2.0),
-        "drift": _squash(feats.drift, 1.5),
-        "surprise": _unit(
-            math.sqrt(feats.surprise**2 + (2.0 * feats.drift) ** 2 + feats.recent**2), 3.0
-        ),
-    }
-
-
-def day_inputs(feats: DayFeatures) -> dict[str, float]:
-    return {
-        "energy": _squash(feats.z_energy),
-        "hour_rms": _unit(feats.hour_rms, 2.0),
-        "hour_max": _unit(feats.hour_max, 4.0),
-        "hour_run": _unit(feats.hour_run, 2.0),
-        "top": _unit(max(feats.z_top - 2.0, 0.0), 2.0),
-        "drift": _squash(feats.drift, 1.5),
-    }
 
 
 @lru_cache(maxsize=8)
@@ -238,10 +210,10 @@ class AnomalyDetector:
         )
         x = hour_inputs(feats)
         if config.time_features:
-            _add_time(x, hour, weekday)
+            add_time(x, hour, weekday)
         learn = final and (baseline.last_hour is None or start > baseline.last_hour)
         result = self._judge(
-            "hour", x, baseline, start, final, learn, _hour_explained(feats, window)
+            "hour", x, baseline, start, final, learn, hour_explained(feats, window)
         )
         if learn:
             baseline.learn_hour(
@@ -263,9 +235,9 @@ class AnomalyDetector:
         )
         x = day_inputs(feats)
         if config.time_features:
-            _add_time(x, 12, weekday)
+            add_time(x, 12, weekday)
         learn = final and (baseline.last_day is None or start > baseline.last_day)
-        explained = _day_explained(feats, window)
+        explained = day_explained(feats, window)
         result = self._judge("day", x, baseline, start, final, learn, explained)
         if learn:
             baseline.learn_day(config.baseline, weekday, weekend, feats, start)
@@ -386,38 +358,3 @@ def _rate(window: Mapping[str, Any], hours: float) -> float:
     coverage = float(window.get("coverage") or 0.0)
     energy = float(window.get("energy_kwh") or 0.0)
     return max(0.0, energy) / max(coverage, 0.1) / length_h * hours
-
-
-def _add_time(x: dict[str, float], hour: int, weekday: int) -> None:
-    x["hour_sin"] = 0.5 + 0.5 * math.sin(2 * math.pi * hour / 24)
-    x["hour_cos"] = 0.5 + 0.5 * math.cos(2 * math.pi * hour / 24)
-    x["weekday_sin"] = 0.5 + 0.5 * math.sin(2 * math.pi * weekday / 7)
-    x["weekday_cos"] = 0.5 + 0.5 * math.cos(2 * math.pi * weekday / 7)
-
-
-def _hour_explained(feats: HourFeatures, window: Mapping[str, Any]) -> dict[str, float]:
-    hours = (window["window_end"] - window["window_start"]) / _US_PER_HOUR
-    expected = max(0.0, math.exp(feats.expected) - feats.offset) * hours
-    return {
-        "energy_z": round(feats.z_energy, 3),
-        "expected_kwh": round(expected, 6),
-        "peak_z": round(feats.z_peak, 3),
-        "range_z": round(feats.z_range, 3),
-        "top_z": round(feats.z_top, 3),
-        "drift": round(feats.drift, 3),
-        "coverage": round(window.get("coverage") or 0.0, 4),
-    }
-
-
-def _day_explained(feats: DayFeatures, window: Mapping[str, Any]) -> dict[str, float]:
-    hours = (window["window_end"] - window["window_start"]) / _US_PER_HOUR  # 23, 24, 25
-    expected = max(0.0, math.exp(feats.expected) - feats.offset) * hours / 24.0
-    return {
-        "energy_z": round(feats.z_energy, 3),
-        "expected_kwh": round(expected, 6),
-        "hour_rms": round(feats.hour_rms, 3),
-        "hour_max": round(feats.hour_max, 3),
-        "hour_run": round(feats.hour_run, 3),
-        "top_z": round(feats.z_top, 3),
-        "drift": round(feats.drift, 3),
-    }

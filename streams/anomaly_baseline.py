@@ -9,7 +9,7 @@ day-type hour from the residuals. Updates are exponentially weighted (the first 
 a slot are plain averages) and clipped at three spreads, so one spike barely moves the
 baseline while a lasting change is absorbed within a few weeks.
 
-State per device is about 400 float32 numbers and 330 small counts; ``dump`` writes them as
+State per device is 382 float32 numbers and 324 small counts; ``dump`` writes them as
 compact JSON (base64 of the packed arrays), about 3 KB, and ``load`` restores them exactly.
 """
 
@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
+
+from streams.anomaly_features import DayFeatures, HourFeatures
 
 BASELINE_VERSION: Final = 1
 
@@ -363,45 +365,6 @@ class DeviceBaseline:
         self.last_day = window_start
         if self.first_start is None:
             self.first_start = window_start
-
-
-@dataclass(frozen=True, slots=True)
-class HourFeatures:
-    x: float  # log(energy rate + offset)
-    expected: float
-    sd: float
-    offset: float
-    z_energy: float
-    x_peak: float  # nan without power readings
-    z_peak: float
-    x_range: float  # nan with fewer than two power readings
-    z_range: float
-    z_top: float  # peak power against the device's usual daily peak (0 without power)
-    drift: float  # running mean of hour z over about half a day, this hour included
-    recent: float  # ... over about three hours
-
-    @property
-    def surprise(self) -> float:
-        """How far from usual the hour is overall: energy either way, a power range
-        narrower than usual (a stuck meter), a peak above usual (both half weight)."""
-        flat = min(self.z_range, 0.0)
-        peak = max(self.z_peak, 0.0)
-        return math.sqrt(self.z_energy**2 + 0.25 * (flat * flat + peak * peak))
-
-
-@dataclass(frozen=True, slots=True)
-class DayFeatures:
-    x: float
-    expected: float
-    sd: float
-    offset: float
-    z_energy: float
-    hour_rms: float  # root mean square of the day's hour surprise (0 if none was learned)
-    hour_max: float  # largest hour surprise of the day
-    hour_run: float  # largest |short running mean of hour z| of the day
-    drift: float  # running mean of day z over about four days, this day included
-    x_top: float  # log of the day's peak power (nan without power readings)
-    z_top: float  # ... against the device's usual daily peak (0 if unknown)
 
 
 def _clip(value: float, limit: float) -> float:
