@@ -161,7 +161,7 @@ def evaluate(
     scorer = StreamScorer(processing, anomaly, timings=timings)
     began = time.perf_counter()
     with readings_path.open("rb") as lines:
-        windows = score_lines(lines, scorer, batch_size=batch_size)
+        windows = {_label_key(w): w for w in score_lines(lines, scorer, batch_size=batch_size)}
     return windows, timings, time.perf_counter() - began
 
 

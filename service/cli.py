@@ -70,7 +70,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Read readings (one JSON object or array per line, in arrival order; extra fields "
         "are ignored), apply the acceptance and window rules with the current settings, "
         "score every emitted hour and day window with the online anomaly detector as the "
-        "worker does, and write one JSON line per window (its final revision's score). "
+        "worker does, and write one JSON line per window (its final revision's score), "
+        "as soon as the window can no longer change. "
         "FUTURE_TOLERANCE is not applied (historical and future data are scored alike); "
         "open windows at the end of the input are flushed and scored, not learned.",
     ),
@@ -360,6 +361,7 @@ def _topics(settings: Settings, args: argparse.Namespace, parser: argparse.Argum
 
 def _score(settings: Settings, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import dataclasses
+    import os
     import time
 
     import orjson
@@ -398,25 +400,25 @@ def _score(settings: Settings, args: argparse.Namespace, parser: argparse.Argume
             yield from source
 
     started = time.monotonic()
-    try:
-        windows = score_lines(lines(), scorer, batch_size=args.batch, progress=progress)
-    except OSError as exc:
-        raise ConfigurationError(f"score: cannot read {args.input}: {exc}") from exc
+    if args.input != "-" and not os.path.isfile(args.input):
+        raise ConfigurationError(f"score: cannot read {args.input}: no such file")
+    windows = flagged = 0
     out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
     try:
-        for window in windows.values():
+        for window in score_lines(lines(), scorer, batch_size=args.batch, progress=progress):
             out.write(orjson.dumps(window_row(window)) + b"\n")
+            windows += 1
+            flagged += window.result.is_anomaly
     finally:
         if out is not sys.stdout.buffer:
             out.close()
         else:
             out.flush()
     counters = scorer.processor.counters
-    flagged = sum(w.result.is_anomaly for w in windows.values())
     print(
         f"score: {counters.readings_received:,} readings ({counters.readings_accepted:,} "
         f"accepted, {sum(counters.rejected_by_reason.values()):,} rejected, "
-        f"{counters.duplicates:,} duplicates), {len(windows):,} windows, {flagged:,} "
+        f"{counters.duplicates:,} duplicates), {windows:,} windows, {flagged:,} "
         f"flagged, in {time.monotonic() - started:.1f} s",
         file=sys.stderr,
     )

@@ -94,6 +94,7 @@ class StreamScorer:
     states: MutableMapping[str, DeviceState] = field(default_factory=dict)
     # detector time per scored window (ns), when a list is given
     timings: list[int] | None = None
+    touched: set[str] = field(default_factory=set)  # devices with readings in the last batch
 
     def __post_init__(self) -> None:
         self.processor = StreamProcessor(self.processing)
@@ -108,6 +109,7 @@ class StreamScorer:
         for index, raw in enumerate(values):
             readings.extend(processor.decode(raw, now_us, result, index))
         processor.fold(readings, self.states, wall, result)
+        self.touched = {reading.device_id for reading in readings}
         ordered = order_emissions(readings, result.emissions, processor.engine.grace)
         return self.score(ordered)
 
@@ -145,22 +147,33 @@ def score_lines(
     batch_size: int = 1000,
     clock: Callable[[], float] = time.time,
     progress: Callable[[int, int], None] | None = None,
-) -> dict[WindowKey, ScoredWindow]:
-    """Feed JSONL lines (one message each, arrival order) through ``scorer`` in batches,
-    flush at the end, and keep each window's last emission (its final revision), in the
-    order windows were first emitted. ``progress(messages, windows)`` after each batch."""
-    windows: dict[WindowKey, ScoredWindow] = {}
-    messages = 0
+) -> Iterator[ScoredWindow]:
+    """Feed JSONL lines (one message each, arrival order) through ``scorer`` in batches and
+    flush at the end. Yields each window once, with its last emission (final revision), as
+    soon as it can no longer change: when the stream has closed it (the device's state no
+    longer tracks it), else at the end. ``progress(messages, windows)`` after each batch."""
+    pending: dict[str, dict[WindowKey, ScoredWindow]] = {}
+    messages = written = 0
     for batch in batches(lines, batch_size):
         wall = clock()
         for window in scorer.process(batch, int(wall * 1_000_000), wall):
-            windows[_key(window)] = window
+            pending.setdefault(window.emission.device_id, {})[_key(window)] = window
+        for device_id in scorer.touched:
+            waiting = pending.get(device_id)
+            state = scorer.states.get(device_id)
+            if not waiting or state is None:
+                continue
+            emitted = state.emitted
+            for key in [k for k in waiting if (PERIOD_CODES[k[1]], k[2]) not in emitted]:
+                written += 1
+                yield waiting.pop(key)
         messages += len(batch)
         if progress is not None:
-            progress(messages, len(windows))
+            progress(messages, written)
     for window in scorer.finish():
-        windows[_key(window)] = window
-    return windows
+        pending.setdefault(window.emission.device_id, {})[_key(window)] = window
+    for waiting in pending.values():
+        yield from waiting.values()
 
 
 def _key(window: ScoredWindow) -> WindowKey:
