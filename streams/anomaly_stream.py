@@ -14,7 +14,7 @@ depends on the batch split.)
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,23 +121,47 @@ class StreamScorer:
         return self.score(emissions)
 
     def score(self, emissions: Iterable[Emission]) -> list[ScoredWindow]:
-        grace = self.processor.engine.grace
-        scored: list[ScoredWindow] = []
-        for emission in emissions:
-            if emission.period not in SCORED_PERIODS:
-                continue
-            state = self.states.get(emission.device_id)
-            max_ts = state.max_ts if state is not None else None
-            final = max_ts is not None and emission.window_end <= max_ts - grace
-            fields = emission.fields()
-            if self.timings is None:
-                result = self.detector.score(fields, final)
-            else:
-                began = time.perf_counter_ns()
-                result = self.detector.score(fields, final)
-                self.timings.append(time.perf_counter_ns() - began)
-            scored.append(ScoredWindow(emission, fields, result, final))
-        return scored
+        """Score ``emissions`` in the given order (see ``score_emissions``)."""
+        return score_emissions(
+            lambda device_id: self.detector,
+            emissions,
+            self.states,
+            self.processor.engine.grace,
+            self.timings,
+        )
+
+
+def score_emissions(
+    detector_for: Callable[[str], AnomalyDetector],
+    emissions: Iterable[Emission],
+    states: Mapping[str, DeviceState],
+    grace_us: int,
+    timings: list[int] | None = None,
+) -> list[ScoredWindow]:
+    """Score the hour and day windows among ``emissions``, in the order given (put a fold's
+    emissions through ``order_emissions`` first), after the fold or flush that emitted them.
+
+    ``detector_for(device_id)``: the detector of the device's partition. A window is final
+    when the device's watermark (``max_ts - GRACE``) has passed its end; an open window
+    (idle flush) is scored but not learned or flagged. Week and month windows are skipped.
+    """
+    scored: list[ScoredWindow] = []
+    for emission in emissions:
+        if emission.period not in SCORED_PERIODS:
+            continue
+        state = states.get(emission.device_id)
+        max_ts = state.max_ts if state is not None else None
+        final = max_ts is not None and emission.window_end <= max_ts - grace_us
+        fields = emission.fields()
+        detector = detector_for(emission.device_id)
+        if timings is None:
+            result = detector.score(fields, final)
+        else:
+            began = time.perf_counter_ns()
+            result = detector.score(fields, final)
+            timings.append(time.perf_counter_ns() - began)
+        scored.append(ScoredWindow(emission, fields, result, final))
+    return scored
 
 
 def score_lines(
