@@ -155,23 +155,23 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument(
         "--flag-quantile",
         type=float,
-        default=0.99,
         metavar="Q",
         help="flag windows scoring above this running quantile of all scores so far "
-        "(default: %(default)s)",
+        "(default: ANOMALY_FLAG_QUANTILE, 0.99)",
     )
     score.add_argument(
         "--threshold",
         type=float,
         metavar="SCORE",
-        help="flag windows scoring above this fixed value instead (0..1)",
+        help="flag windows scoring above this fixed value instead (0..1; default: "
+        "ANOMALY_THRESHOLD, unset)",
     )
     score.add_argument(
         "--warmup-days",
         type=float,
-        default=7.0,
         metavar="DAYS",
-        help="no flag before a device has this many days of windows (default: %(default)s)",
+        help="no flag before a device has this many days of windows (default: "
+        "ANOMALY_WARMUP_DAYS, 7)",
     )
     sub["topics"].add_argument("--bootstrap", help="Kafka bootstrap address")
     return parser
@@ -366,7 +366,7 @@ def _score(settings: Settings, args: argparse.Namespace, parser: argparse.Argume
 
     import orjson
 
-    from streams.anomaly import AnomalyConfig
+    from streams.anomaly import anomaly_config_from_settings
     from streams.anomaly_stream import StreamScorer, score_lines, window_row
     from streams.config import config_from_settings
 
@@ -375,8 +375,8 @@ def _score(settings: Settings, args: argparse.Namespace, parser: argparse.Argume
     # Offline data may lie anywhere in time: the wall clock is no judge of it here.
     processing = dataclasses.replace(config_from_settings(settings), future_tolerance_s=1e12)
     try:
-        anomaly = AnomalyConfig(
-            timezone=processing.timezone,
+        anomaly = anomaly_config_from_settings(
+            settings,
             flag_quantile=args.flag_quantile,
             threshold=args.threshold,
             warmup_days=args.warmup_days,

@@ -250,6 +250,33 @@ class PostgresRepository:
                 timeout=self._timeout,
             )
 
+    async def load_anomaly_model(self, app_id: str, partition: int) -> bytes | None:
+        """The latest checkpoint of a partition's anomaly model, if any."""
+        with _mapped_errors():
+            value = await self._pool.fetchval(
+                "SELECT model FROM anomaly_models WHERE app_id = $1 AND partition = $2",
+                app_id,
+                partition,
+                timeout=self._timeout,
+            )
+        return bytes(value) if value is not None else None
+
+    async def save_anomaly_model(
+        self, app_id: str, partition: int, model: bytes, windows: int
+    ) -> None:
+        with _mapped_errors():
+            await self._pool.execute(
+                "INSERT INTO anomaly_models (app_id, partition, model, windows, updated_at)"
+                " VALUES ($1, $2, $3, $4, now())"
+                " ON CONFLICT (app_id, partition) DO UPDATE SET model = EXCLUDED.model,"
+                " windows = EXCLUDED.windows, updated_at = EXCLUDED.updated_at",
+                app_id,
+                partition,
+                model,
+                windows,
+                timeout=self._timeout,
+            )
+
     async def load_worker_stats(self) -> list[dict[str, Any]]:
         with _mapped_errors():
             rows = await self._pool.fetch(

@@ -291,8 +291,12 @@ async def test_postgres_outage_mid_stream_loses_nothing(
         problems = await wait_for(dsn, want, within=float(os.environ.get("E2E_WAIT", "90")))
         assert not problems, "\n".join(problems[:20]) + "\n" + worker.tail()
         log = (tmp_path / "outage.log").read_text()
-        assert log.count("sink postgres unavailable") == 1, worker.tail()
-        assert log.count("sink postgres recovered") == 1
+        # One warning per sink and outage; which sinks see it depends on what the batches
+        # in flight during the outage carried (a batch closing no window writes no metrics).
+        for sink in ("postgres", "devices"):
+            assert log.count(f"sink {sink} unavailable") <= 1, worker.tail()
+            assert log.count(f"sink {sink} recovered") == log.count(f"sink {sink} unavailable")
+        assert log.count("unavailable, holding writes") >= 1, worker.tail()
         assert log.count("could not save worker stats") <= 1
     finally:
         worker.stop()
