@@ -83,8 +83,8 @@ def summarise(
             elif row["period"] == "hour":
                 history_hours[(device_id, hour_of(start))].append(energy)
 
-    devices = []
-    windows = []
+    devices: list[dict[str, Any]] = []
+    windows: list[dict[str, Any]] = []
     for device_id, device_rows in today.items():
         flagged = [r for r in device_rows if r["is_anomaly"]]
         if not flagged:
