@@ -65,6 +65,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Create the readings, dead-letter, metrics, anomalies and jobs topics with "
         "TOPIC_PARTITIONS partitions and explicit retention; existing topics are kept.",
     ),
+    "replay": (
+        "re-send dead-lettered messages to the readings topic after a fix",
+        "Read the dead-letter topic (DLQ_TOPIC) from --from-offset to --to-offset "
+        "(inclusive; default: its end now) of one --partition or all, keep the records whose "
+        "reason header is among --reason (default: all), and send each original value and "
+        "key unchanged to READINGS_TOPIC with a replayed.from header. The worker judges them "
+        "again: what still breaks a rule (e.g. late) is dead-lettered again. Prints the "
+        "count; exit code 0 also when the range holds nothing, 1 on a broker failure, 2 on "
+        "bad options or an unknown partition.",
+    ),
     "score": (
         "score readings from a JSONL file for anomalies, offline (no servers)",
         "Read readings (one JSON object or array per line, in arrival order; extra fields "
@@ -135,6 +145,28 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="send up to N readings of a device per message as a JSON array (gateway style)",
     )
+
+    replay_args = sub["replay"]
+    replay_args.add_argument("--partition", type=int, help="DLQ partition (default: all)")
+    replay_args.add_argument(
+        "--from-offset", type=int, default=0, metavar="N", help="first offset (default: 0)"
+    )
+    replay_args.add_argument(
+        "--to-offset", type=int, metavar="M", help="last offset, inclusive (default: the end)"
+    )
+    replay_args.add_argument(
+        "--reason",
+        action="append",
+        default=[],
+        metavar="REASON",
+        help="only records with this reason (repeatable): invalid_json, invalid_schema, "
+        "out_of_range, future_timestamp, late",
+    )
+    replay_args.add_argument(
+        "--dry-run", action="store_true", help="count what would be replayed, send nothing"
+    )
+    replay_args.add_argument("--bootstrap", help="Kafka bootstrap address")
+    replay_args.add_argument("--topic", help="destination (default: READINGS_TOPIC)")
 
     sub["migrate"].add_argument("--dsn", help="PostgreSQL DSN (default: DATABASE_URL)")
     score = sub["score"]
@@ -333,6 +365,49 @@ def _parse_time(text: str) -> datetime:
     return moment
 
 
+def _replay(settings: Settings, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from service.produce import default_bootstrap
+    from service.replay import ReplayError, ReplayRange, ReplayResult, replay
+
+    if args.from_offset < 0 or (args.to_offset is not None and args.to_offset < args.from_offset):
+        parser.error("replay: need 0 <= --from-offset <= --to-offset")
+    if args.partition is not None and args.partition < 0:
+        parser.error("replay: --partition must not be negative")
+    selection = ReplayRange(
+        args.partition, args.from_offset, args.to_offset, frozenset(args.reason)
+    )
+    bootstrap = args.bootstrap or default_bootstrap(settings)
+    tty = sys.stderr.isatty()
+
+    def progress(result: ReplayResult) -> None:
+        if tty:
+            sys.stderr.write(f"\rreplay: {result.scanned:,} scanned, {result.replayed:,} sent")
+            sys.stderr.flush()
+
+    try:
+        result = asyncio.run(
+            replay(
+                bootstrap,
+                settings.dlq_topic,
+                args.topic or settings.readings_topic,
+                selection,
+                dry_run=args.dry_run,
+                progress=progress,
+            )
+        )
+    except ReplayError as exc:
+        raise ConfigurationError(f"replay: {exc}") from exc
+    verb = "would replay" if args.dry_run else "replayed"
+    ranges = ", ".join(f"{p}:{a}..{b}" for p, (a, b) in sorted(result.partitions.items()))
+    skipped = ", ".join(f"{r} {n}" for r, n in sorted(result.skipped_by_reason.items()))
+    print(
+        f"{chr(13) if tty else ''}replay: {verb} {result.replayed:,} of {result.scanned:,} "
+        f"dead letters ({ranges or 'none in range'})" + (f"; skipped {skipped}" if skipped else ""),
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
 def _migrate(settings: Settings, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     dsn = args.dsn or (settings.database_url.get_secret_value() if settings.database_url else None)
     if not dsn:
@@ -433,6 +508,7 @@ _HANDLERS = {
     "migrate": _migrate,
     "topics": _topics,
     "score": _score,
+    "replay": _replay,
 }
 
 
