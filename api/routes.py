@@ -13,6 +13,7 @@ from api.docs import render_docs
 from api.health import health, ready
 from api.metrics import metrics
 from api.openapi import Endpoint, ResponseSpec, build_openapi
+from api.prometheus import prometheus_metrics
 from api.responses import dumps
 from api.state import AppState
 from api.stats import STALE_AFTER_S, stats
@@ -78,6 +79,21 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "broker does not answer it is null with an `error`.",
         tag="stats",
         responses={200: ResponseSpec("Statistics.", StatsResponse)},
+        extra_problems={503: "The database did not answer; retry after `Retry-After` seconds."},
+    ),
+    Endpoint(
+        "GET",
+        "/metrics",
+        prometheus_metrics,
+        operation_id="prometheusMetrics",
+        summary="Prometheus metrics of the whole service",
+        description="Prometheus text format: every worker's counters (readings received, "
+        "accepted, rejected by reason, duplicates, windows emitted, anomaly windows scored "
+        "and flagged) with a `worker` label, sink health, write latency and failures, "
+        "consumer lag per partition, and jobs by status with their durations. Open like "
+        "the health endpoints: keep it on the internal network.",
+        tag="health",
+        responses={200: ResponseSpec("Metrics.", media_type="text/plain")},
         extra_problems={503: "The database did not answer; retry after `Retry-After` seconds."},
     ),
     Endpoint(

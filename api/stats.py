@@ -33,7 +33,7 @@ async def stats(request: Request[AppState]) -> Response:
     state = request.state
     settings = state["settings"]
     records, lag = await asyncio.gather(
-        _load_worker_stats(state),
+        load_worker_stats(state),
         consumer_lag(state["kafka"], settings.app_id, settings.readings_topic),
     )
     now = datetime.now(UTC)
@@ -56,7 +56,7 @@ async def stats(request: Request[AppState]) -> Response:
     return model_response(body)
 
 
-async def _load_worker_stats(state: AppState) -> list[dict[str, Any]]:
+async def load_worker_stats(state: AppState) -> list[dict[str, Any]]:
     try:
         return await state["stats_store"].load_worker_stats()
     except (OSError, TimeoutError) as exc:

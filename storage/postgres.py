@@ -280,6 +280,17 @@ class PostgresRepository:
             )
         return [dict(r) for r in rows], int(scored or 0)
 
+    async def job_metrics(self) -> list[dict[str, Any]]:
+        """Jobs by kind and status, with the summed execution time of finished ones."""
+        with _mapped_errors():
+            rows = await self._pool.fetch(
+                "SELECT kind, status, count(*) AS count,"
+                " coalesce(sum(duration_s), 0) AS duration_sum,"
+                " count(duration_s) AS duration_count FROM jobs GROUP BY kind, status",
+                timeout=self._timeout,
+            )
+        return [dict(r) for r in rows]
+
     async def load_anomaly_model(self, app_id: str, partition: int) -> bytes | None:
         """The latest checkpoint of a partition's anomaly model, if any."""
         with _mapped_errors():

@@ -190,3 +190,28 @@ async def test_anomaly_review_rows_are_the_history_of_flagged_devices(pg_pool: A
     assert {row["device_id"] for row in rows} == {"flagged"}
     assert len(rows) == 37  # its 36 hours and its day, history included
     assert [row["window_start"] for row in rows if row["is_anomaly"]] == [T0 + timedelta(hours=30)]
+
+
+async def test_job_metrics_count_by_kind_and_status(pg_pool: Any) -> None:
+    rows = [
+        ("aggregate", "succeeded", 2.0),
+        ("aggregate", "succeeded", 4.0),
+        ("aggregate", "failed", 1.0),
+        ("report", "pending", None),
+    ]
+    for kind, status, duration in rows:
+        await pg_pool.execute(
+            "INSERT INTO jobs (id, kind, status, duration_s) VALUES (gen_random_uuid(), $1, $2, $3)",
+            kind,
+            status,
+            duration,
+        )
+    got = {
+        (r["kind"], r["status"]): (r["count"], r["duration_sum"], r["duration_count"])
+        for r in await PostgresRepository(pg_pool).job_metrics()
+    }
+    assert got == {
+        ("aggregate", "succeeded"): (2, 6.0, 2),
+        ("aggregate", "failed"): (1, 1.0, 1),
+        ("report", "pending"): (1, 0.0, 0),
+    }
