@@ -51,10 +51,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Serve /api/v1/metrics, /api/v1/stats, /health, /ready, /openapi.json and /docs.",
     ),
     "produce": (
-        "send readings from a JSONL file or simulated meters to the readings topic",
-        "Each line of FILE (one reading object or a JSON array of readings) is sent as-is, "
-        "keyed by its device_id. With --simulate, simulated meters send readings for the "
-        "last --duration of time. A progress line (count, rate) is shown on stderr.",
+        "send readings from a JSONL or CSV file or simulated meters to the readings topic",
+        "Each line of a JSONL FILE (one reading object or a JSON array of readings) is sent "
+        "as-is, keyed by its device_id. A CSV FILE (header row with device_id, timestamp and "
+        "any of power_w, energy_kwh, voltage_v, current_a) becomes one reading object per "
+        "row. With --simulate, simulated meters send readings for the last --duration of "
+        "time. A progress line (share of the file, count, rate) is shown on stderr.",
     ),
     "migrate": (
         "apply the PostgreSQL schema migrations to DATABASE_URL",
@@ -113,7 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub["api"].add_argument("--port", type=int, help="port (default: API_PORT)")
 
     produce = sub["produce"]
-    produce.add_argument("file", nargs="?", help="JSONL file of readings, '-' for stdin")
+    produce.add_argument(
+        "file", nargs="?", help="JSONL or CSV file of readings, '-' for stdin (JSONL)"
+    )
+    produce.add_argument(
+        "--format",
+        choices=["jsonl", "csv"],
+        help="file format (default: csv for a name ending in .csv, else jsonl)",
+    )
     produce.add_argument(
         "--simulate", action="store_true", help="send simulated meter readings instead of a file"
     )
@@ -322,9 +331,12 @@ def _api(settings: Settings, args: argparse.Namespace, parser: argparse.Argument
 
 
 def _produce(settings: Settings, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import os
+
     from service.produce import (
         Progress,
         default_bootstrap,
+        messages_from_csv,
         messages_from_lines,
         messages_from_readings,
         parse_duration,
@@ -351,10 +363,21 @@ def _produce(settings: Settings, args: argparse.Namespace, parser: argparse.Argu
             end = datetime.now(UTC).timestamp()
         readings = simulate(end - duration, args.step, args.devices, args.seed, end=end)
         messages = messages_from_readings(readings, args.batch)
-    else:
-        messages = messages_from_lines(read_lines(args.file), args.batch)
+    progress = Progress()
+    if not args.simulate:
+        file_format = args.format or ("csv" if args.file.lower().endswith(".csv") else "jsonl")
+        if args.file != "-" and not os.path.isfile(args.file):
+            raise ConfigurationError(f"produce: cannot read {args.file}: no such file")
+        lines = read_lines(args.file, progress)
+        if file_format == "csv":
+            messages = messages_from_csv(lines, args.batch)
+        else:
+            messages = messages_from_lines(lines, args.batch)
     log.info("producing", extra={"bootstrap": bootstrap, "topic": topic})
-    asyncio.run(produce(bootstrap, topic, messages, Progress()))
+    try:
+        asyncio.run(produce(bootstrap, topic, messages, progress))
+    except ValueError as exc:  # a CSV without the required columns
+        raise ConfigurationError(f"produce: {exc}") from exc
     return EXIT_OK
 
 

@@ -1,14 +1,20 @@
-"""Send readings to the readings topic: a JSONL file as-is, or simulated meters.
+"""Send readings to the readings topic: a JSONL or CSV file, or simulated meters.
 
-A file line is one reading object or a JSON array of them and is sent unchanged (even when
+A JSONL line is one reading object or a JSON array of them and is sent unchanged (even when
 it is not valid JSON, so the dead-letter path can be exercised); the key is the line's
-``device_id`` when it has one. With ``batch > 1``, consecutive object lines of one device
-are joined into JSON arrays of up to ``batch`` readings, the way a gateway batches.
+``device_id`` when it has one. A CSV file has a header row naming the reading fields
+(``device_id``, ``timestamp``, ``power_w``, ``energy_kwh``, ``voltage_v``, ``current_a``;
+other columns are passed along); each row becomes one reading object, numbers as JSON
+numbers, empty cells left out. With ``batch > 1``, consecutive readings of one device are
+joined into JSON arrays of up to ``batch`` readings, the way a gateway batches.
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
+import math
+import os
 import re
 import sys
 import time
@@ -50,6 +56,8 @@ class Progress:
     readings: int = 0
     messages: int = 0
     started: float = field(default_factory=time.monotonic)
+    total_bytes: int | None = None  # size of the input file, when known
+    read_bytes: int = 0
     _shown: float = 0.0
 
     def add(self, readings: int) -> None:
@@ -63,10 +71,15 @@ class Progress:
 
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
-        return (
+        text = (
             f"sent {self.readings:,} readings in {self.messages:,} messages "
             f"({self.readings / elapsed:,.0f} readings/s)"
         )
+        if self.total_bytes:
+            share = min(self.read_bytes / self.total_bytes, 1.0)
+            filled = int(share * 20)
+            text = f"[{'#' * filled}{'.' * (20 - filled)}] {share:6.1%} " + text
+        return text
 
     def finish(self) -> None:
         if self.stream is not None:
@@ -194,10 +207,76 @@ async def produce(
             progress.finish()
 
 
-def read_lines(path: str) -> Iterator[bytes]:
-    """Lines of ``path`` (``-`` for standard input) as bytes."""
+NUMERIC_FIELDS = frozenset({"power_w", "energy_kwh", "voltage_v", "current_a"})
+
+
+_CSV_NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
+_CSV_INTEGER = re.compile(r"[-+]?\d+")
+
+
+def _csv_value(name: str, text: str) -> object:
+    """A CSV cell as the JSON value a producer would send: a plain decimal number in a
+    numeric field or the timestamp becomes a JSON number; anything else stays text (the
+    worker then judges it: an RFC 3339 timestamp is fine, a non-number power is rejected)."""
+    if (name in NUMERIC_FIELDS or name == "timestamp") and _CSV_NUMBER.fullmatch(text):
+        if _CSV_INTEGER.fullmatch(text):
+            return int(text)
+        number = float(text)
+        if math.isfinite(number):
+            return number
+    return text
+
+
+def readings_from_csv(lines: Iterable[bytes]) -> Iterator[dict[str, object]]:
+    """Reading objects from CSV lines with a header row (see the module doc)."""
+    text = (line.decode("utf-8-sig") for line in lines)
+    reader = csv.DictReader(text)
+    if reader.fieldnames is None:
+        return
+    missing = {"device_id", "timestamp"} - {f.strip() for f in reader.fieldnames}
+    if missing:
+        raise ValueError(f"CSV header lacks {', '.join(sorted(missing))}: {reader.fieldnames}")
+    for row in reader:
+        reading = {
+            name.strip(): _csv_value(name.strip(), value.strip())
+            for name, value in row.items()
+            if name is not None and value is not None and value.strip() != ""
+        }
+        if reading:
+            yield reading
+
+
+def messages_from_csv(lines: Iterable[bytes], batch: int = 1) -> Iterator[Message]:
+    """Messages from a CSV file: one reading per message, or per-device arrays."""
+    pending: dict[str, list[bytes]] = {}
+    for reading in readings_from_csv(lines):
+        device_id = reading.get("device_id")
+        key = device_id if isinstance(device_id, str) else None
+        value = orjson.dumps(reading)
+        if batch <= 1 or key is None:
+            yield Message(value, key.encode() if key else None, 1)
+            continue
+        group = pending.setdefault(key, [])
+        group.append(value)
+        if len(group) >= batch:
+            yield _array(key, pending.pop(key))
+    for key, group in pending.items():
+        yield _array(key, group)
+
+
+def read_lines(path: str, progress: Progress | None = None) -> Iterator[bytes]:
+    """Lines of ``path`` (``-`` for standard input) as bytes; counts bytes into
+    ``progress`` (with the file size as its total) for a percentage."""
     if path == "-":
         yield from sys.stdin.buffer
         return
     with open(path, "rb") as source:
-        yield from source
+        if progress is not None:
+            try:
+                progress.total_bytes = os.fstat(source.fileno()).st_size or None
+            except OSError:
+                progress.total_bytes = None
+        for line in source:
+            if progress is not None:
+                progress.read_bytes += len(line)
+            yield line

@@ -125,3 +125,70 @@ def test_produce_needs_file_or_simulate(capsys: pytest.CaptureFixture[str]) -> N
         main(["produce"])
     assert raised.value.code == 2
     assert "FILE or --simulate" in capsys.readouterr().err
+
+
+CSV = (
+    "\ufeffdevice_id,timestamp,power_w,energy_kwh,note\n"
+    "meter-1,2025-01-01T00:00:00Z,100,,first\n"
+    "meter-1,1735689660,110.5,12.25,\n"
+    "meter-2,1735689600.5,abc,,\n"
+    "meter-2,2025-01-01T00:01:00+01:00,nan,1e999,\n"
+)
+
+
+def test_csv_rows_become_reading_objects_with_numbers() -> None:
+    from service.produce import readings_from_csv
+
+    rows = list(readings_from_csv(CSV.encode().splitlines(keepends=True)))
+    assert rows == [
+        {
+            "device_id": "meter-1",
+            "timestamp": "2025-01-01T00:00:00Z",
+            "power_w": 100,
+            "note": "first",
+        },
+        {"device_id": "meter-1", "timestamp": 1735689660, "power_w": 110.5, "energy_kwh": 12.25},
+        # not numbers: sent as text, so the worker rejects them (invalid_schema), never null
+        {"device_id": "meter-2", "timestamp": 1735689600.5, "power_w": "abc"},
+        {
+            "device_id": "meter-2",
+            "timestamp": "2025-01-01T00:01:00+01:00",
+            "power_w": "nan",
+            "energy_kwh": "1e999",
+        },
+    ]
+
+
+def test_csv_without_required_columns_is_refused() -> None:
+    from service.produce import readings_from_csv
+
+    with pytest.raises(ValueError, match="timestamp"):
+        list(readings_from_csv([b"device_id,power_w\n", b"m,1\n"]))
+
+
+def test_csv_batches_per_device() -> None:
+    from service.produce import messages_from_csv
+
+    messages = list(messages_from_csv(CSV.encode().splitlines(keepends=True), batch=2))
+    assert [(m.key, m.readings) for m in messages] == [(b"meter-1", 2), (b"meter-2", 2)]
+    assert orjson.loads(messages[0].value)[1]["energy_kwh"] == 12.25
+
+
+def test_produce_csv_file_arrives_on_topic(
+    kafka_bootstrap: str,
+    topic_name: Callable[[str], str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "readings.csv"
+    path.write_text(CSV, encoding="utf-8")
+    topic = topic_name("csv")
+    assert main(["produce", str(path), "--bootstrap", kafka_bootstrap, "--topic", topic]) == 0
+    records = asyncio.run(read_topic(kafka_bootstrap, topic, expected=4))
+    stamps = [orjson.loads(r.value or b"null")["timestamp"] for r in records if r.key == b"meter-1"]
+    assert sorted(map(str, stamps)) == ["1735689660", "2025-01-01T00:00:00Z"]
+    assert "100.0%" in capsys.readouterr().err
+    assert main(["produce", str(tmp_path / "missing.csv"), "--bootstrap", kafka_bootstrap]) == 2
+    bad = tmp_path / "bad.csv"
+    bad.write_text("device_id,power_w\nm,1\n")
+    assert main(["produce", str(bad), "--bootstrap", kafka_bootstrap, "--topic", topic]) == 2
