@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Seque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
 from aiokafka.partitioner import murmur2
 
 from agents.scoring import PartitionScorers, anomaly_record
@@ -25,11 +26,44 @@ from streams.anomaly_stream import ScoredWindow
 from streams.decode import Reading, Rejection, reading_bytes
 from streams.device import DeviceState, Emission
 from streams.processor import BatchResult, StreamProcessor
+from streams.timeparse import format_us
 
 logger = logging.getLogger(__name__)
 
 MAX_REPAIRS = 5
 SLOW_OUTPUTS_S = 0.5
+# Kafka's default limit for one record is 1 MiB (max.message.bytes, the producer's
+# max_request_size); outputs stay well below it whatever the input was.
+MAX_DLQ_VALUE_BYTES = 512 * 1024
+MAX_FORWARD_VALUE_BYTES = 64 * 1024
+
+
+def dlq_value(raw: bytes) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The DLQ value for rejected bytes, and extra headers: a value above
+    MAX_DLQ_VALUE_BYTES is cut there (``truncated``, ``original.bytes`` headers); the whole
+    message stays on its source topic at the ``source.*`` headers' position."""
+    if len(raw) <= MAX_DLQ_VALUE_BYTES:
+        return raw, []
+    return raw[:MAX_DLQ_VALUE_BYTES], [
+        ("truncated", b"true"),
+        ("original.bytes", str(len(raw)).encode()),
+    ]
+
+
+def forward_value(reading: Reading) -> bytes:
+    """A reading re-sent to its device's partition: its own JSON text, or, when that is
+    large (big unknown fields), just the contract's fields (the rest is ignored anyway)."""
+    value = reading_bytes(reading)
+    if len(value) <= MAX_FORWARD_VALUE_BYTES:
+        return value
+    return orjson.dumps(
+        {
+            "device_id": reading.device_id,
+            "timestamp": format_us(reading.ts),
+            "power_w": reading.power_w,
+            "energy_kwh": reading.energy_kwh,
+        }
+    )
 
 
 @dataclass(slots=True)
@@ -232,7 +266,7 @@ class ReadingPipeline:
                 if partition_for(reading.device_id, self.partitions) == message.partition:
                     readings.append(reading)
                 else:
-                    forward.append((reading.device_id, reading_bytes(reading)))
+                    forward.append((reading.device_id, forward_value(reading)))
         if forward:
             processor.counters.readings_received -= len(forward)
             self.forwarded += len(forward)

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from agents.pipeline import Message, ReadingPipeline
+from agents.pipeline import Message, ReadingPipeline, dlq_value
 from agents.scoring import BaselineStore, PartitionScorers
 from models.metrics import WindowAggregate
 from service.endpoints import database_dsn
@@ -52,7 +52,9 @@ class FaustOutputs:
             if rejection.element_index is not None:
                 headers.append(("source.element", str(rejection.element_index).encode()))
             key = rejection.device_id.encode() if rejection.device_id else None
-            futures.append(await producer.send(topic, rejection.raw, key=key, headers=headers))
+            value, extra = dlq_value(rejection.raw)
+            headers.extend(extra)
+            futures.append(await producer.send(topic, value, key=key, headers=headers))
         await asyncio.gather(*futures)
 
     async def forward(self, items: Sequence[tuple[str, bytes]]) -> None:

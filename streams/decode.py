@@ -65,8 +65,10 @@ class Decoded:
 def _loads(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        pass
+    except orjson.JSONDecodeError as exc:
+        # RFC 8259 (section 9) lets a parser limit nesting; orjson's limit is 1024 levels.
+        if "depth limit" in str(exc):
+            raise ValueError(f"nested deeper than 1024 levels ({exc})") from exc
     # orjson refuses a few things strict JSON allows (numbers beyond double range, very
     # deep nesting); the standard parser tells "bad JSON" from "valid JSON, bad value".
     text = raw.decode("utf-8")  # UnicodeDecodeError -> invalid_json by the caller
@@ -78,7 +80,10 @@ def _reject_constant(name: str) -> Any:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:
+        return "<a deeply nested value>"
     return text if len(text) <= _MAX_DETAIL_VALUE else text[: _MAX_DETAIL_VALUE - 3] + "..."
 
 
@@ -88,11 +93,27 @@ def reading_bytes(reading: Reading) -> bytes:
     return source if isinstance(source, bytes) else _element_bytes(source)
 
 
-def _element_bytes(element: Any) -> bytes:
+_CONTRACT_FIELDS = ("device_id", "timestamp", "power_w", "energy_kwh", "voltage_v", "current_a")
+
+
+def _element_bytes(element: Any, message: bytes | None = None) -> bytes:
+    """An array element's own JSON text; ``message`` (the whole array) when the element
+    cannot be re-encoded (nested deeper than the encoders allow)."""
     try:
         return orjson.dumps(element)
     except (TypeError, orjson.JSONEncodeError):
+        pass
+    try:
         return json.dumps(element, ensure_ascii=True, allow_nan=False).encode()
+    except (RecursionError, ValueError):
+        pass
+    if isinstance(element, dict):  # keep what the contract defines; extras are ignored anyway
+        known = {k: element[k] for k in _CONTRACT_FIELDS if k in element}
+        try:
+            return orjson.dumps(known)
+        except (TypeError, orjson.JSONEncodeError):
+            pass
+    return message if message is not None else b"null"
 
 
 class ReadingDecoder:
@@ -119,13 +140,13 @@ class ReadingDecoder:
         if isinstance(doc, list):
             for index, element in enumerate(doc):
                 if isinstance(element, dict):
-                    self._judge(element, None, index, msg, now_us, readings, rejections)
+                    self._judge(element, None, index, msg, now_us, readings, rejections, raw)
                 else:
                     rejections.append(
                         Rejection(
                             INVALID_SCHEMA,
                             f"array element {index} is {type(element).__name__}, not a reading object",
-                            _element_bytes(element),
+                            _element_bytes(element, raw),
                             element_index=index,
                             msg=msg,
                         )
@@ -143,6 +164,7 @@ class ReadingDecoder:
         now_us: int,
         readings: list[Reading],
         rejections: list[Rejection],
+        message: bytes | None = None,
     ) -> None:
         problem = self._validate(doc, now_us)
         if isinstance(problem, Reading):
@@ -159,7 +181,7 @@ class ReadingDecoder:
             Rejection(
                 reason,
                 detail,
-                raw if raw is not None else _element_bytes(doc),
+                raw if raw is not None else _element_bytes(doc, message),
                 device_id=known,
                 element_index=index,
                 msg=msg,
@@ -200,7 +222,10 @@ class ReadingDecoder:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 return INVALID_SCHEMA, f"{field} must be a number, got {type(value).__name__}"
-            values[field] = float(value)
+            try:
+                values[field] = float(value)
+            except OverflowError:  # an integer beyond the double range
+                return OUT_OF_RANGE, f"{field} {_short(value)} is out of range"
         power, energy = values["power_w"], values["energy_kwh"]
         if power is None and energy is None:
             return INVALID_SCHEMA, "at least one of power_w and energy_kwh is required"

@@ -79,6 +79,8 @@ def _looks_naive(text: str) -> bool:
 
 def epoch_seconds_to_us(value: float | int) -> int:
     """A JSON number of seconds since the epoch -> microseconds (nearest)."""
+    if isinstance(value, float) and not MIN_TS_US / US_PER_S - 1 <= value <= MAX_TS_US / US_PER_S:
+        raise TimestampError(f"timestamp {value!r} is outside the supported range 1900..9999")
     ts = value * US_PER_S if isinstance(value, int) else round(value * US_PER_S)
     _check_range(ts, value)
     return ts

@@ -167,3 +167,40 @@ def test_partition_for_matches_the_kafka_default_partitioner() -> None:
         assert partition_for(device, 6) == DefaultPartitioner()(
             device.encode(), list(range(6)), list(range(6))
         )
+
+
+def test_oversized_dead_letters_are_cut_with_headers() -> None:
+    from agents.pipeline import MAX_DLQ_VALUE_BYTES, dlq_value
+
+    small = b'{"device_id":"a"}'
+    assert dlq_value(small) == (small, [])
+    big = b"x" * (MAX_DLQ_VALUE_BYTES * 3)
+    value, headers = dlq_value(big)
+    assert value == big[:MAX_DLQ_VALUE_BYTES]
+    assert dict(headers) == {"truncated": b"true", "original.bytes": str(len(big)).encode()}
+
+
+def test_a_large_reading_is_forwarded_with_its_contract_fields_only() -> None:
+    from agents.pipeline import forward_value
+    from streams.decode import ReadingDecoder
+
+    decoder = ReadingDecoder(max_power_w=1e6, future_tolerance_us=300_000_000)
+    now = 1_900_000_000_000_000
+    small = b'[{"device_id":"d","timestamp":1800000000.5,"power_w":5,"note":"x"}]'
+    reading = decoder.decode(small, now).readings[0]
+    assert orjson.loads(forward_value(reading))["note"] == "x"
+    big = (
+        b'[{"device_id":"d","timestamp":1800000000.5,"energy_kwh":1.25,"note":"'
+        + b"y" * 100_000
+        + b'"}]'
+    )
+    reading = decoder.decode(big, now).readings[0]
+    forwarded = forward_value(reading)
+    assert len(forwarded) < 200
+    again = decoder.decode(forwarded, now).readings[0]
+    assert (again.device_id, again.ts, again.power_w, again.energy_kwh) == (
+        reading.device_id,
+        reading.ts,
+        reading.power_w,
+        reading.energy_kwh,
+    )
