@@ -119,7 +119,7 @@ def render_html(
         )
     else:
         body.append(_overview(summary, page))
-        body.append(_device_table(summary, max_table_devices))
+        body.append(_device_table(summary, max_table_devices, max_device_sections))
         body.append(_anomaly_section(summary))
         body.append(_device_sections(summary, page, max_device_sections))
     body.append(_method_notes(summary))
@@ -289,13 +289,13 @@ def _charts(
     return energy + profile_chart + cost_chart
 
 
-def _device_table(summary: ReportSummary, limit: int) -> str:
+def _device_table(summary: ReportSummary, limit: int, linked: int) -> str:
     total = summary.energy_kwh
     rows = []
     for index, device in enumerate(summary.devices[:limit]):
         share = device.energy_kwh / total if total > 0 else 0.0
         name = _e(device.device_id)
-        if index < MAX_DEVICE_SECTIONS:
+        if index < linked:
             name = f'<a href="#device-{index + 1}">{name}</a>'
         flagged = len(device.anomalies)
         rows.append(
@@ -328,6 +328,11 @@ def _device_table(summary: ReportSummary, limit: int) -> str:
         '<th class="num">Peak power</th><th class="num">Flagged</th></tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></section>"
     )
+
+
+def _short(text: str, limit: int = 48) -> str:
+    """A device id short enough for a chart title (the section heading shows it whole)."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def _power(watts: float | None) -> str:
@@ -417,7 +422,14 @@ def _device_section(
             " their hour windows.</p>"
         )
     parts.append(
-        _charts(device.daily, device.hourly_profile, summary, page, device.device_id, _DEVICE_FRAME)
+        _charts(
+            device.daily,
+            device.hourly_profile,
+            summary,
+            page,
+            _short(device.device_id),
+            _DEVICE_FRAME,
+        )
     )
     if device.anomalies:
         shown = device.anomalies[:MAX_DEVICE_ANOMALY_ROWS]
