@@ -112,9 +112,30 @@ device_table = app.Table(
 device_table.key_serializer = "utf8"  # type: ignore[attr-defined]
 device_table.value_serializer = "device_state"  # type: ignore[attr-defined]
 
+# Anomaly baselines per device (agents/scoring.py), written with the device states.
+baseline_changelog = app.topic(
+    f"{settings.app_id}-anomaly-baselines-changelog",
+    key_serializer="utf8",
+    value_serializer="raw",
+    partitions=settings.topic_partitions,
+    compacting=True,
+    deleting=False,
+    acks=False,
+    internal=True,
+)
+baseline_table = app.Table(
+    "anomaly-baselines",
+    partitions=settings.topic_partitions,
+    default=None,
+    changelog_topic=baseline_changelog,
+)
+baseline_table.key_serializer = "utf8"  # type: ignore[attr-defined]
+baseline_table.value_serializer = "raw"  # type: ignore[attr-defined]
+
 resources = WorkerResources(
     settings,
     table=device_table,
+    baseline_table=baseline_table,
     dlq_topic=dlq_topic,
     metrics_topic=metrics_topic,
     repartition_topic=repartition_topic,
@@ -240,15 +261,29 @@ async def publish_stats() -> None:
         await resources.publish_stats(app)
 
 
+@app.timer(interval=settings.anomaly_checkpoint_interval)
+async def checkpoint_anomaly_models() -> None:
+    """Save the per-partition anomaly models that learned since their last checkpoint."""
+    if resources.started:
+        pipeline = await resources.ready()
+        await pipeline.checkpoint_models()
+
+
 @app.on_partitions_revoked.connect  # type: ignore[arg-type]
 async def _on_revoked(sender: Any, revoked: Any, **_: Any) -> None:
     if resources.started:
         pipeline = await resources.ready()
         pipeline.forget_partitions((tp.topic, tp.partition) for tp in revoked)
+        await pipeline.release_partitions(
+            tp.partition for tp in revoked if tp.topic == settings.readings_topic
+        )
 
 
 @app.on_before_shutdown.connect  # type: ignore[arg-type]
 async def _on_shutdown(sender: Any, **_: Any) -> None:
+    if resources.started:
+        pipeline = await resources.ready()
+        await pipeline.checkpoint_models()
     await resources.close()
 
 

@@ -19,7 +19,9 @@ from typing import Any, Protocol
 
 from aiokafka.partitioner import murmur2
 
+from agents.scoring import PartitionScorers, anomaly_record
 from models.metrics import WindowAggregate
+from streams.anomaly_stream import ScoredWindow
 from streams.decode import Reading, Rejection, reading_bytes
 from streams.device import DeviceState, Emission
 from streams.processor import BatchResult, StreamProcessor
@@ -60,6 +62,10 @@ class Outputs(Protocol):
         """Metrics topic plus every sink (PostgreSQL, InfluxDB)."""
         ...
 
+    async def publish_anomalies(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """(device_id, anomaly record JSON) to the anomalies topic."""
+        ...
+
     async def publish_readings(self, readings: Sequence[Reading]) -> None:
         """Accepted raw readings, where configured (INFLUXDB_RAW_READINGS)."""
         ...
@@ -71,6 +77,10 @@ class Outputs(Protocol):
 
     def save_states(self, states: Sequence[tuple[str, DeviceState]]) -> None:
         """Write states to the changelog (flushed before offsets are committed)."""
+        ...
+
+    def save_baselines(self, baselines: Sequence[tuple[str, int, bytes]]) -> None:
+        """Write (device_id, partition, anomaly baseline) to its changelog, like states."""
         ...
 
 
@@ -92,6 +102,7 @@ class ReadingPipeline:
         currency: str,
         clock: Callable[[], float] = time.time,
         expected_start: Callable[[tuple[str, int]], int | None] = lambda tp: None,
+        scoring: PartitionScorers | None = None,
     ) -> None:
         self.processor = processor
         self.states = states
@@ -103,6 +114,7 @@ class ReadingPipeline:
         self.forwarded = 0
         self.batches = 0
         self.expected_start = expected_start
+        self.scoring = scoring
         self.positions: dict[tuple[str, int], int] = {}  # last offset folded per tp
         self.redelivered = 0
         self.gaps_repaired = 0
@@ -225,7 +237,8 @@ class ReadingPipeline:
             processor.counters.readings_received -= len(forward)
             self.forwarded += len(forward)
         processor.fold(readings, self.states, wall, result, positions)
-        await self._emit(result, messages, forward)
+        scored = await self._score(readings, result.emissions)
+        await self._emit(result, messages, forward, scored)
         self.batches += 1
         if messages and logger.isEnabledFor(logging.DEBUG):
             logger.debug(
@@ -246,6 +259,7 @@ class ReadingPipeline:
         result: BatchResult,
         messages: Sequence[Message],
         forward: Sequence[tuple[str, bytes]],
+        scored: dict[int, ScoredWindow],
     ) -> None:
         waits: list[tuple[str, Awaitable[None]]] = []
         if result.rejections:
@@ -258,7 +272,10 @@ class ReadingPipeline:
         if forward:
             waits.append(("forward", self.outputs.forward(forward)))
         if result.emissions:
-            waits.append(("publish", self.outputs.publish(self.to_models(result.emissions))))
+            windows, anomalies = self.to_models(result.emissions, scored)
+            waits.append(("publish", self.outputs.publish(windows)))
+            if anomalies:
+                waits.append(("anomalies", self.outputs.publish_anomalies(anomalies)))
         if result.accepted:
             waits.append(("readings", self.outputs.publish_readings(result.accepted)))
         if result.devices:
@@ -279,6 +296,7 @@ class ReadingPipeline:
                     elapsed,
                     ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()),
                 )
+        self._save_baselines()
         if result.touched:
             self.outputs.save_states([(d, self.states[d]) for d in result.touched])
 
@@ -288,8 +306,59 @@ class ReadingPipeline:
         await wait
         timings[name] = time.monotonic() - started
 
-    def to_models(self, emissions: Sequence[Emission]) -> list[WindowAggregate]:
-        return [e.to_model(self.currency) for e in emissions]
+    def to_models(
+        self, emissions: Sequence[Emission], scored: dict[int, ScoredWindow] | None = None
+    ) -> tuple[list[WindowAggregate], list[tuple[str, bytes]]]:
+        """The windows to publish, with their scores, and the anomaly records of the
+        flagged ones."""
+        currency = self.currency
+        if not scored:
+            return [e.to_model(currency) for e in emissions], []
+        windows: list[WindowAggregate] = []
+        anomalies: list[tuple[str, bytes]] = []
+        for emission in emissions:
+            window = scored.get(id(emission))
+            if window is None:
+                windows.append(emission.to_model(currency))
+                continue
+            result = window.result
+            model = emission.to_model(currency, result.score, result.is_anomaly, window.fields)
+            windows.append(model)
+            if result.is_anomaly:
+                anomalies.append((model.device_id, anomaly_record(model, window)))
+        return windows, anomalies
+
+    # -- anomaly scoring (agents/scoring.py) ---------------------------------------------
+    async def _score(
+        self, readings: Sequence[Reading] | None, emissions: Sequence[Emission]
+    ) -> dict[int, ScoredWindow]:
+        if self.scoring is None or not emissions:
+            return {}
+        return await self.scoring.score(readings, emissions, self.states)
+
+    def _save_baselines(self) -> None:
+        if self.scoring is None:
+            return
+        changed = self.scoring.changed_baselines()
+        if changed:
+            states = self.states
+            self.outputs.save_baselines(
+                [(d, _partition_of(states.get(d)), data) for d, data in changed]
+            )
+
+    async def checkpoint_models(self) -> int:
+        """Save the anomaly models that learned since their last checkpoint."""
+        if self.scoring is None:
+            return 0
+        async with self.lock:
+            return await self.scoring.checkpoint()
+
+    async def release_partitions(self, partitions: Iterable[int]) -> None:
+        """On revocation: checkpoint and drop those partitions' anomaly models."""
+        if self.scoring is None:
+            return
+        async with self.lock:
+            await self.scoring.release(partitions)
 
     # -- idle flush (SEMANTICS.md section 6) -----------------------------------------------
     async def flush_idle(self, idle_seconds: float) -> int:
@@ -303,7 +372,13 @@ class ReadingPipeline:
                     emissions.extend(self.processor.flush(device_id, state))
                     touched.append((device_id, state))
             if emissions:
-                await self.outputs.publish(self.to_models(emissions))
+                scored = await self._score(None, emissions)
+                windows, anomalies = self.to_models(emissions, scored)
+                waits = [self.outputs.publish(windows)]
+                if anomalies:
+                    waits.append(self.outputs.publish_anomalies(anomalies))
+                await asyncio.gather(*waits)
+                self._save_baselines()
             if touched:
                 self.outputs.save_states(touched)
                 logger.info(
@@ -336,4 +411,11 @@ class ReadingPipeline:
         data["batches"] = self.batches
         data["rate_per_s_1m"] = round(self.rate_per_second(), 3)
         data["devices"] = len(self.states)
+        if self.scoring is not None:
+            data["anomaly"] = self.scoring.stats()
         return data
+
+
+def _partition_of(state: DeviceState | None) -> int:
+    partition = state.partition if state is not None else None
+    return partition if partition is not None else 0

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from agents.pipeline import Message, ReadingPipeline
+from agents.scoring import BaselineStore, PartitionScorers
 from models.metrics import WindowAggregate
 from service.endpoints import database_dsn
 from service.settings import Settings
@@ -20,6 +21,7 @@ from storage.base import DeviceSeen, SinkUnavailable
 from storage.migrations import migrate_pool
 from storage.postgres import PostgresRepository, PostgresSink, create_pool
 from storage.resilient import ResilientSink
+from streams.anomaly import anomaly_config_from_settings
 from streams.config import config_from_settings
 from streams.decode import Reading, Rejection
 from streams.device import DeviceState
@@ -70,6 +72,14 @@ class FaustOutputs:
         ]
         await asyncio.gather(*futures, *(sink.write(windows) for sink in self.r.sinks))
 
+    async def publish_anomalies(self, items: Sequence[tuple[str, bytes]]) -> None:
+        producer = await self.r.output_producer()
+        topic = self.r.settings.anomalies_topic
+        futures = [
+            await producer.send(topic, value, key=device_id.encode()) for device_id, value in items
+        ]
+        await asyncio.gather(*futures)
+
     async def publish_readings(self, readings: Sequence[Reading]) -> None:
         if self.r.readings_sink is not None:
             rows = [(r.device_id, r.ts, r.power_w, r.energy_kwh) for r in readings]
@@ -94,6 +104,25 @@ class FaustOutputs:
         for device_id, state in states:
             table.send_changelog(state.partition, device_id, state)
             key_partition[device_id] = state.partition
+
+    def save_baselines(self, baselines: Sequence[tuple[str, int, bytes]]) -> None:
+        table = self.r.baseline_table
+        if table is None:
+            return
+        key_partition = table.data._key_partition
+        for device_id, partition, data in baselines:
+            table.send_changelog(partition, device_id, data)
+            key_partition[device_id] = partition
+
+    async def load_model(self, partition: int) -> bytes | None:
+        assert self.r.repository is not None
+        return await self.r.repository.load_anomaly_model(self.r.settings.app_id, partition)
+
+    async def save_model(self, partition: int, model: bytes, windows: int) -> None:
+        assert self.r.repository is not None
+        await self.r.repository.save_anomaly_model(
+            self.r.settings.app_id, partition, model, windows
+        )
 
 
 class DevicesSink:
@@ -129,12 +158,14 @@ class WorkerResources:
         settings: Settings,
         *,
         table: Any,
+        baseline_table: Any = None,
         dlq_topic: Any,
         metrics_topic: Any,
         repartition_topic: Any,
     ) -> None:
         self.settings = settings
         self.table = table
+        self.baseline_table = baseline_table
         self.dlq_topic = dlq_topic
         self.metrics_topic = metrics_topic
         self.repartition_topic = repartition_topic
@@ -151,6 +182,7 @@ class WorkerResources:
         self._output_producer: Any = None
         self._pipeline: ReadingPipeline | None = None
         self._lock = asyncio.Lock()
+        self._producer_lock = asyncio.Lock()
 
     async def ready(
         self, expected_start: Callable[[tuple[str, int]], int | None] | None = None
@@ -168,16 +200,19 @@ class WorkerResources:
         batch awaits its deliveries before saving state. (Faust's own send to a topic this
         same app consumes never completed its delivery future here, and costs far more per
         message.)"""
-        if self._output_producer is None:
-            from aiokafka import AIOKafkaProducer
+        if self._output_producer is not None:
+            return self._output_producer
+        async with self._producer_lock:  # outputs of one batch ask for it concurrently
+            if self._output_producer is None:
+                from aiokafka import AIOKafkaProducer
 
-            from service.endpoints import bootstrap_servers
+                from service.endpoints import bootstrap_servers
 
-            producer = AIOKafkaProducer(
-                bootstrap_servers=bootstrap_servers(self.settings), acks="all", linger_ms=2
-            )
-            await producer.start()
-            self._output_producer = producer
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=bootstrap_servers(self.settings), acks="all", linger_ms=2
+                )
+                await producer.start()
+                self._output_producer = producer
         return self._output_producer
 
     async def close(self) -> None:
@@ -249,13 +284,25 @@ class WorkerResources:
             logger.info("InfluxDB sink on", extra={"url": settings.influxdb_url})
         else:
             logger.info("InfluxDB sink off: INFLUXDB_URL is not set")
+        outputs = FaustOutputs(self)
+        scoring = None
+        if settings.anomaly_enabled and self.baseline_table is not None:
+            scoring = PartitionScorers(
+                anomaly_config_from_settings(settings),
+                BaselineStore(self.baseline_table.data.data),
+                outputs,
+                grace_us=self.processor.engine.grace,
+            )
+        else:
+            logger.info("anomaly scoring off (ANOMALY_ENABLED=false)")
         self._pipeline = ReadingPipeline(
             self.processor,
             self.table.data.data,
-            FaustOutputs(self),
+            outputs,
             partitions=settings.topic_partitions,
             currency=settings.effective_tariff.currency,
             expected_start=expected_start or (lambda tp: None),
+            scoring=scoring,
         )
         self.started = True
         logger.info(

@@ -65,6 +65,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Create the readings, dead-letter, metrics, anomalies and jobs topics with "
         "TOPIC_PARTITIONS partitions and explicit retention; existing topics are kept.",
     ),
+    "replay": (
+        "re-send dead-lettered messages to the readings topic after a fix",
+        "Read the dead-letter topic (DLQ_TOPIC) from --from-offset to --to-offset "
+        "(inclusive; default: its end now) of one --partition or all, keep the records whose "
+        "reason header is among --reason (default: all), and send each original value and "
+        "key unchanged to READINGS_TOPIC with a replayed.from header. The worker judges them "
+        "again: what still breaks a rule (e.g. late) is dead-lettered again. Prints the "
+        "count; exit code 0 also when the range holds nothing, 1 on a broker failure, 2 on "
+        "bad options or an unknown partition.",
+    ),
     "score": (
         "score readings from a JSONL file for anomalies, offline (no servers)",
         "Read readings (one JSON object or array per line, in arrival order; extra fields "
@@ -142,6 +152,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="send up to N readings of a device per message as a JSON array (gateway style)",
     )
 
+    replay_args = sub["replay"]
+    replay_args.add_argument("--partition", type=int, help="DLQ partition (default: all)")
+    replay_args.add_argument(
+        "--from-offset", type=int, default=0, metavar="N", help="first offset (default: 0)"
+    )
+    replay_args.add_argument(
+        "--to-offset", type=int, metavar="M", help="last offset, inclusive (default: the end)"
+    )
+    replay_args.add_argument(
+        "--reason",
+        action="append",
+        default=[],
+        metavar="REASON",
+        help="only records with this reason (repeatable): invalid_json, invalid_schema, "
+        "out_of_range, future_timestamp, late",
+    )
+    replay_args.add_argument(
+        "--dry-run", action="store_true", help="count what would be replayed, send nothing"
+    )
+    replay_args.add_argument("--bootstrap", help="Kafka bootstrap address")
+    replay_args.add_argument("--topic", help="destination (default: READINGS_TOPIC)")
+
     sub["migrate"].add_argument("--dsn", help="PostgreSQL DSN (default: DATABASE_URL)")
     score = sub["score"]
     score.add_argument(
@@ -161,23 +193,23 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument(
         "--flag-quantile",
         type=float,
-        default=0.99,
         metavar="Q",
         help="flag windows scoring above this running quantile of all scores so far "
-        "(default: %(default)s)",
+        "(default: ANOMALY_FLAG_QUANTILE, 0.99)",
     )
     score.add_argument(
         "--threshold",
         type=float,
         metavar="SCORE",
-        help="flag windows scoring above this fixed value instead (0..1)",
+        help="flag windows scoring above this fixed value instead (0..1; default: "
+        "ANOMALY_THRESHOLD, unset)",
     )
     score.add_argument(
         "--warmup-days",
         type=float,
-        default=7.0,
         metavar="DAYS",
-        help="no flag before a device has this many days of windows (default: %(default)s)",
+        help="no flag before a device has this many days of windows (default: "
+        "ANOMALY_WARMUP_DAYS, 7)",
     )
     sub["topics"].add_argument("--bootstrap", help="Kafka bootstrap address")
     report = sub["report"]
@@ -357,6 +389,49 @@ def _parse_time(text: str) -> datetime:
     return moment
 
 
+def _replay(settings: Settings, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from service.produce import default_bootstrap
+    from service.replay import ReplayError, ReplayRange, ReplayResult, replay
+
+    if args.from_offset < 0 or (args.to_offset is not None and args.to_offset < args.from_offset):
+        parser.error("replay: need 0 <= --from-offset <= --to-offset")
+    if args.partition is not None and args.partition < 0:
+        parser.error("replay: --partition must not be negative")
+    selection = ReplayRange(
+        args.partition, args.from_offset, args.to_offset, frozenset(args.reason)
+    )
+    bootstrap = args.bootstrap or default_bootstrap(settings)
+    tty = sys.stderr.isatty()
+
+    def progress(result: ReplayResult) -> None:
+        if tty:
+            sys.stderr.write(f"\rreplay: {result.scanned:,} scanned, {result.replayed:,} sent")
+            sys.stderr.flush()
+
+    try:
+        result = asyncio.run(
+            replay(
+                bootstrap,
+                settings.dlq_topic,
+                args.topic or settings.readings_topic,
+                selection,
+                dry_run=args.dry_run,
+                progress=progress,
+            )
+        )
+    except ReplayError as exc:
+        raise ConfigurationError(f"replay: {exc}") from exc
+    verb = "would replay" if args.dry_run else "replayed"
+    ranges = ", ".join(f"{p}:{a}..{b}" for p, (a, b) in sorted(result.partitions.items()))
+    skipped = ", ".join(f"{r} {n}" for r, n in sorted(result.skipped_by_reason.items()))
+    print(
+        f"{chr(13) if tty else ''}replay: {verb} {result.replayed:,} of {result.scanned:,} "
+        f"dead letters ({ranges or 'none in range'})" + (f"; skipped {skipped}" if skipped else ""),
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
 def _migrate(settings: Settings, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     dsn = args.dsn or (settings.database_url.get_secret_value() if settings.database_url else None)
     if not dsn:
@@ -390,7 +465,7 @@ def _score(settings: Settings, args: argparse.Namespace, parser: argparse.Argume
 
     import orjson
 
-    from streams.anomaly import AnomalyConfig
+    from streams.anomaly import anomaly_config_from_settings
     from streams.anomaly_stream import StreamScorer, score_lines, window_row
     from streams.config import config_from_settings
 
@@ -399,8 +474,8 @@ def _score(settings: Settings, args: argparse.Namespace, parser: argparse.Argume
     # Offline data may lie anywhere in time: the wall clock is no judge of it here.
     processing = dataclasses.replace(config_from_settings(settings), future_tolerance_s=1e12)
     try:
-        anomaly = AnomalyConfig(
-            timezone=processing.timezone,
+        anomaly = anomaly_config_from_settings(
+            settings,
             flag_quantile=args.flag_quantile,
             threshold=args.threshold,
             warmup_days=args.warmup_days,
@@ -485,6 +560,7 @@ _HANDLERS = {
     "migrate": _migrate,
     "topics": _topics,
     "score": _score,
+    "replay": _replay,
     "report": _report,
 }
 

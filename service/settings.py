@@ -75,12 +75,21 @@ class Settings(BaseSettings):
     tariff: Tariff | None = None
     tariff_file: Path | None = None
 
+    # Anomaly detection (docs/anomaly.md).
+    anomaly_enabled: bool = True
+    anomaly_flag_quantile: float = Field(default=0.99, gt=0, lt=1)
+    anomaly_threshold: float | None = Field(default=None, ge=0, le=1)
+    anomaly_warmup_days: float = Field(default=7.0, ge=0, allow_inf_nan=False)
+    anomaly_checkpoint_interval: float = Field(default=60.0, gt=0)
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("kafka_broker_url", "influxdb_url", "tariff_file", mode="before")
+    @field_validator(
+        "kafka_broker_url", "influxdb_url", "tariff_file", "anomaly_threshold", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

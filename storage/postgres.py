@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, cast
 
 import asyncpg
@@ -247,6 +248,62 @@ class PostgresRepository:
                 " SET updated_at = EXCLUDED.updated_at, stats = EXCLUDED.stats",
                 worker_id,
                 json.dumps(stats, default=str),
+                timeout=self._timeout,
+            )
+
+    async def anomaly_review_rows(
+        self, start: datetime, end: datetime, history_start: datetime
+    ) -> tuple[list[dict[str, Any]], int]:
+        """For the daily anomaly review: the hour and day windows from ``history_start`` to
+        ``end`` of every device with a flagged window in [start, end), and how many hour and
+        day windows were scored in [start, end)."""
+        with _mapped_errors():
+            rows = await self._pool.fetch(
+                "WITH flagged AS (SELECT DISTINCT device_id FROM metrics"
+                "  WHERE is_anomaly AND period IN ('hour', 'day')"
+                "  AND window_start >= $1 AND window_start < $2)"
+                " SELECT m.device_id, m.period, m.window_start, m.energy_kwh, m.coverage,"
+                " m.anomaly_score, m.is_anomaly FROM metrics m JOIN flagged USING (device_id)"
+                " WHERE m.period IN ('hour', 'day') AND m.window_start >= $3"
+                " AND m.window_start < $2",
+                start,
+                end,
+                history_start,
+                timeout=self._timeout,
+            )
+            scored = await self._pool.fetchval(
+                "SELECT count(*) FROM metrics WHERE period IN ('hour', 'day')"
+                " AND window_start >= $1 AND window_start < $2 AND anomaly_score IS NOT NULL",
+                start,
+                end,
+                timeout=self._timeout,
+            )
+        return [dict(r) for r in rows], int(scored or 0)
+
+    async def load_anomaly_model(self, app_id: str, partition: int) -> bytes | None:
+        """The latest checkpoint of a partition's anomaly model, if any."""
+        with _mapped_errors():
+            value = await self._pool.fetchval(
+                "SELECT model FROM anomaly_models WHERE app_id = $1 AND partition = $2",
+                app_id,
+                partition,
+                timeout=self._timeout,
+            )
+        return bytes(value) if value is not None else None
+
+    async def save_anomaly_model(
+        self, app_id: str, partition: int, model: bytes, windows: int
+    ) -> None:
+        with _mapped_errors():
+            await self._pool.execute(
+                "INSERT INTO anomaly_models (app_id, partition, model, windows, updated_at)"
+                " VALUES ($1, $2, $3, $4, now())"
+                " ON CONFLICT (app_id, partition) DO UPDATE SET model = EXCLUDED.model,"
+                " windows = EXCLUDED.windows, updated_at = EXCLUDED.updated_at",
+                app_id,
+                partition,
+                model,
+                windows,
                 timeout=self._timeout,
             )
 

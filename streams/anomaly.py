@@ -99,6 +99,19 @@ class AnomalyConfig:
         ZoneInfo(self.timezone)
 
 
+def anomaly_config_from_settings(settings: object, **overrides: Any) -> AnomalyConfig:
+    """The detector's configuration from the service's Settings (``ANOMALY_*``, ``TIMEZONE``)
+    without importing them here; ``overrides`` that are not None win (command-line flags)."""
+    values: dict[str, Any] = {
+        "timezone": str(getattr(settings, "timezone", "UTC")),
+        "flag_quantile": float(getattr(settings, "anomaly_flag_quantile", 0.99)),
+        "threshold": getattr(settings, "anomaly_threshold", None),
+        "warmup_days": float(getattr(settings, "anomaly_warmup_days", 7.0)),
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return AnomalyConfig(**values)
+
+
 class AnomalyScore(NamedTuple):
     score: float  # in [0, 1]; higher is more unusual
     is_anomaly: bool

@@ -96,12 +96,21 @@ class Emission:
     cost: Decimal
     revision: int
 
-    def to_model(self, currency: str) -> WindowAggregate:
-        values = self.fields()
+    def to_model(
+        self,
+        currency: str,
+        anomaly_score: float | None = None,
+        is_anomaly: bool | None = None,
+        fields: dict[str, Any] | None = None,
+    ) -> WindowAggregate:
+        """``fields``: this emission's ``fields()`` when already computed (not modified)."""
+        values = dict(fields) if fields is not None else self.fields()
         for name in ("window_start", "window_end", "first_ts", "last_ts"):
             if values[name] is not None:
                 values[name] = us_to_datetime(values[name])
-        return WindowAggregate(currency=currency, **values)
+        return WindowAggregate(
+            currency=currency, anomaly_score=anomaly_score, is_anomaly=is_anomaly, **values
+        )
 
     def fields(self) -> dict[str, Any]:
         acc = self.acc

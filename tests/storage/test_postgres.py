@@ -151,3 +151,42 @@ async def test_devices_keep_first_and_last_seen(pg_pool: Any) -> None:
         ("d2", t[0], t[9]),
     ]
     assert [r["last_reading"] for r in rows] == ['{"power_w": 5}', '{"power_w": 9}']
+
+
+async def test_anomaly_model_checkpoints_are_per_app_and_partition(pg_pool: Any) -> None:
+    repository = PostgresRepository(pg_pool)
+    assert await repository.load_anomaly_model("app", 0) is None
+    await repository.save_anomaly_model("app", 0, b"first", 10)
+    await repository.save_anomaly_model("app", 1, b"other", 3)
+    await repository.save_anomaly_model("app", 0, b"second", 20)
+    assert await repository.load_anomaly_model("app", 0) == b"second"
+    assert await repository.load_anomaly_model("app", 1) == b"other"
+    assert await repository.load_anomaly_model("another-app", 0) is None
+    count = await pg_pool.fetchval("SELECT windows FROM anomaly_models WHERE partition = 0")
+    assert count == 20
+
+
+async def test_anomaly_review_rows_are_the_history_of_flagged_devices(pg_pool: Any) -> None:
+    sink = PostgresSink(pg_pool)
+    windows = [
+        window(
+            "flagged",
+            "hour",
+            index,
+            anomaly_score=0.9 if index == 30 else 0.2,
+            is_anomaly=index == 30,
+        )
+        for index in range(36)
+    ]
+    windows += [
+        window("calm", "hour", index, anomaly_score=0.1, is_anomaly=False) for index in range(36)
+    ]
+    windows += [window("flagged", "day", 0, anomaly_score=0.3, is_anomaly=False)]
+    await sink.write(windows)
+    repository = PostgresRepository(pg_pool)
+    start, end = T0 + timedelta(hours=24), T0 + timedelta(hours=48)
+    rows, scored = await repository.anomaly_review_rows(start, end, T0)
+    assert scored == 24  # 12 + 12 hour windows of both devices in [start, end)
+    assert {row["device_id"] for row in rows} == {"flagged"}
+    assert len(rows) == 37  # its 36 hours and its day, history included
+    assert [row["window_start"] for row in rows if row["is_anomaly"]] == [T0 + timedelta(hours=30)]
