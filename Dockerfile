@@ -14,6 +14,7 @@ COPY storage storage
 COPY agents agents
 COPY api api
 COPY service service
+COPY reports reports
 RUN pip install . && rm -rf /src
 
 # Unprivileged user; its home is the working directory (the Faust worker keeps local

@@ -87,6 +87,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "FUTURE_TOLERANCE is not applied (historical and future data are scored alike); "
         "open windows at the end of the input are flushed and scored, not learned.",
     ),
+    "report": (
+        "write a consumption report (CSV, JSON, HTML) from the database into a folder",
+        "Read the hour and day windows of the devices and local days from --start to --end "
+        "from DATABASE_URL (else the embedded PostgreSQL that `run` started) and write "
+        "report.csv, report.json and report.html into --out, as the report job does.",
+    ),
 }
 
 
@@ -215,6 +221,24 @@ def build_parser() -> argparse.ArgumentParser:
         "ANOMALY_WARMUP_DAYS, 7)",
     )
     sub["topics"].add_argument("--bootstrap", help="Kafka bootstrap address")
+    report = sub["report"]
+    report.add_argument("--start", required=True, help="first local day or RFC 3339 instant")
+    report.add_argument("--end", required=True, help="end (exclusive): local day or instant")
+    report.add_argument(
+        "--device",
+        action="append",
+        dest="devices",
+        metavar="ID",
+        help="a device to include (repeatable; default: all with data)",
+    )
+    report.add_argument(
+        "--format",
+        action="append",
+        dest="formats",
+        choices=["csv", "json", "html"],
+        help="a format to write (repeatable; default: all)",
+    )
+    report.add_argument("--out", required=True, help="folder to write the files into")
     return parser
 
 
@@ -523,6 +547,34 @@ def _score(settings: Settings, args: argparse.Namespace, parser: argparse.Argume
     return EXIT_OK
 
 
+def _report(settings: Settings, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import json
+    from pathlib import Path
+
+    from reports import ReportParameterError
+    from reports.local import report_to_folder
+    from service.endpoints import database_dsn
+    from storage.base import StorageError
+
+    parameters = {
+        "start": args.start,
+        "end": args.end,
+        "device_ids": args.devices,
+        "formats": args.formats,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        result = asyncio.run(report_to_folder(database_dsn(settings), settings, parameters, out))
+    except ReportParameterError as exc:
+        parser.error(f"report: {exc}")
+    except StorageError as exc:
+        log.error("report: %s", exc)
+        return EXIT_FAILURE
+    print(json.dumps(result, indent=2))
+    return EXIT_OK
+
+
 _HANDLERS = {
     "run": _run,
     "worker": _worker,
@@ -532,6 +584,7 @@ _HANDLERS = {
     "topics": _topics,
     "score": _score,
     "replay": _replay,
+    "report": _report,
 }
 
 
