@@ -110,7 +110,7 @@ class JwtVerifier:
     def verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.DecodeError as exc:
+        except jwt.InvalidTokenError as exc:  # DecodeError, or a header field of a bad type
             raise InvalidToken("the token is not a well-formed JWT") from exc
         algorithm = header.get("alg")
         if algorithm != self.algorithm:

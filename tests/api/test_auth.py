@@ -15,6 +15,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -28,6 +30,7 @@ from api.auth import (
     READ_SCOPE,
     WRITE_SCOPE,
     AuthMiddleware,
+    InvalidToken,
     JwtVerifier,
     principal,
     required_scope,
@@ -111,7 +114,8 @@ def b64(data: bytes) -> str:
 
 def hand_signed(header: dict[str, Any], payload: dict[str, Any], secret: bytes) -> str:
     """A token built by hand, for algorithms PyJWT refuses to produce with such keys."""
-    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}"
+    encode = json.JSONEncoder(allow_nan=False).encode
+    signing_input = f"{b64(encode(header).encode())}.{b64(encode(payload).encode())}"
     signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{b64(signature)}"
 
@@ -213,6 +217,12 @@ def test_malformed_token_is_401(anonymous: TestClient, token: str) -> None:
     assert 'error="invalid_token"' in response.headers["www-authenticate"]
 
 
+def test_header_of_a_bad_type_is_401(anonymous: TestClient) -> None:
+    # PyJWT raises InvalidTokenError, not DecodeError, for this one (it used to be a 500).
+    token = hand_signed({"alg": "HS256", "kid": 5}, claims(), TEST_SECRET.encode())
+    unauthorized(anonymous.get(URL, headers=bearer(token)), "well-formed")
+
+
 def test_expired_token_is_401(anonymous: TestClient) -> None:
     response = anonymous.get(URL, headers=bearer(issue(lifetime_s=-3600)))
     unauthorized(response, "expired")
@@ -286,6 +296,38 @@ def test_rs256_token_of_another_key_is_401(rs256: TestClient) -> None:
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     token = issue(key=other, algorithm="RS256")
     unauthorized(rs256.get(URL, headers=bearer(token)), "signature")
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+CLAIM_NAMES = st.sampled_from(["exp", "nbf", "iat", "iss", "aud", "sub", "scope", "scp", "jti"])
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(
+    header_extra=st.dictionaries(st.sampled_from(["alg", "typ", "kid", "crit"]), JSON_VALUES),
+    payload=st.dictionaries(CLAIM_NAMES | st.text(max_size=5), JSON_VALUES, max_size=6),
+    signed=st.booleans(),
+)
+def test_any_token_is_accepted_or_invalid_never_an_error(
+    header_extra: dict[str, Any], payload: dict[str, Any], signed: bool
+) -> None:
+    verifier = JwtVerifier(TEST_SECRET, "HS256", issuer=ISSUER, audience=AUDIENCE)
+    header = {"alg": "HS256", "typ": "JWT", **header_extra}
+    secret = TEST_SECRET.encode() if signed else b"another secret"
+    try:
+        token = hand_signed(header, payload, secret)
+    except ValueError:  # NaN and infinities are not JSON
+        return
+    try:
+        verifier.verify(token)
+    except InvalidToken as exc:
+        assert str(exc)
 
 
 def test_unknown_path_under_api_v1_needs_a_token(anonymous: TestClient) -> None:
