@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
+from api.auth import AuthMiddleware, verifier_from_settings
 from api.errors import EXCEPTION_HANDLERS
 from api.kafka import DEFAULT_TIMEOUT_S, AiokafkaInspector, KafkaInspector, bootstrap_servers
 from api.middleware import DEFAULT_MAX_BODY_BYTES, RequestMiddleware
@@ -49,10 +50,27 @@ def create_app(
     ``KAFKA_BROKER_URL``, connected lazily). ``readiness``: the checks ``/ready`` runs,
     by name; by default ``broker`` and ``database`` (the injected reader's ``ping`` when it
     has one).
+
+    Raises ConfigurationError when no JWT key is configured and AUTH_DISABLED is not set
+    (see api.auth), so a misconfigured API never starts open.
     """
     if settings is None:
         settings = load_settings()
     resolved = settings
+    verifier = verifier_from_settings(resolved)
+    middleware = [Middleware(RequestMiddleware, max_body_bytes=max_body_bytes)]
+    if verifier is None:
+        log.warning(
+            "API authentication is DISABLED (AUTH_DISABLED=true): every endpoint is open; "
+            "for local use only"
+        )
+    else:
+        middleware.append(Middleware(AuthMiddleware, verifier=verifier))
+        log.info(
+            "API authentication: JWT %s",
+            verifier.algorithm,
+            extra={"issuer": verifier.issuer, "audience": verifier.audience},
+        )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[AppState]:
@@ -87,7 +105,7 @@ def create_app(
 
     return Starlette(
         routes=routes(),
-        middleware=[Middleware(RequestMiddleware, max_body_bytes=max_body_bytes)],
+        middleware=middleware,
         exception_handlers=dict(EXCEPTION_HANDLERS),
         lifespan=lifespan,
     )

@@ -34,6 +34,7 @@ def render_docs(document: Mapping[str, Any]) -> str:
         f"<p>{_text(info.get('description', ''))}</p>",
         "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a> (OpenAPI 3.1).</p>",
         _contents(document),
+        _authentication(document),
         "<h2 id='endpoints'>Endpoints</h2>",
     ]
     for path, operations in document["paths"].items():
@@ -65,12 +66,39 @@ def _contents(document: Mapping[str, Any]) -> str:
     return f"<nav><ul>{''.join(items)}</ul></nav>"
 
 
+def _authentication(document: Mapping[str, Any]) -> str:
+    schemes: Mapping[str, Any] = document.get("components", {}).get("securitySchemes", {})
+    if not schemes:
+        return ""
+    parts = ["<h2 id='authentication'>Authentication</h2>"]
+    for name, scheme in schemes.items():
+        kind = (
+            f"{scheme.get('type', '')} {scheme.get('scheme', '')} {scheme.get('bearerFormat', '')}"
+        )
+        parts.append(
+            f"<p><code>{_e(name)}</code> ({_e(kind.strip())}): "
+            f"{_text(scheme.get('description', ''))}</p>"
+        )
+    return "".join(parts)
+
+
 def _operation(path: str, method: str, operation: Mapping[str, Any]) -> str:
     parts = [
         f"<h3 id='{_op_anchor(path, method)}'><span class='method'>{_e(method.upper())}</span>"
         f"<code>{_e(path)}</code></h3>",
         f"<p><strong>{_text(operation.get('summary', ''))}</strong></p>",
     ]
+    requirements = operation.get("security")
+    if requirements:
+        scopes = sorted(
+            {s for requirement in requirements for v in requirement.values() for s in v}
+        )
+        listed = ", ".join(f"<code>{_e(scope)}</code>" for scope in scopes)
+        parts.append(
+            f"<p>Needs a <a href='#authentication'>bearer token</a> with scope {listed}.</p>"
+        )
+    elif requirements is not None:
+        parts.append("<p class='muted'>Open: no token needed.</p>")
     if operation.get("description"):
         parts.append(f"<p>{_text(operation['description'])}</p>")
     parameters = operation.get("parameters", [])

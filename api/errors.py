@@ -21,11 +21,22 @@ from storage.base import SinkUnavailable
 # Problem types with their own section in /docs; anything else is ``about:blank``.
 INVALID_PARAMETERS = "/docs#problem-invalid-parameters"
 UNAVAILABLE = "/docs#problem-unavailable"
+UNAUTHORIZED = "/docs#problem-unauthorized"
+FORBIDDEN = "/docs#problem-forbidden"
+UNSUPPORTED_MEDIA_TYPE = "/docs#problem-unsupported-media-type"
 PROBLEM_TYPES: Mapping[str, str] = {
     INVALID_PARAMETERS: "A query parameter (or body field) broke a rule. `errors` lists each "
     "field with the rule; nothing was done. Fix the request before retrying.",
     UNAVAILABLE: "A dependency (the database) did not answer. Retry after the number of "
     "seconds in the `Retry-After` header.",
+    UNAUTHORIZED: "401: the request under `/api/v1` has no bearer token, or the token was "
+    "rejected (bad signature, expired, wrong issuer, audience or algorithm); `detail` and the "
+    "`WWW-Authenticate` header say which. Get a new token and retry.",
+    FORBIDDEN: "403: the token is valid but lacks the scope the operation needs "
+    "(`processing:read` for GET and HEAD, `processing:write` for POST); the "
+    "`WWW-Authenticate` header names it. Retrying with the same token will not help.",
+    UNSUPPORTED_MEDIA_TYPE: "415: the request body is not `application/json`. Send JSON with "
+    "`Content-Type: application/json`.",
 }
 RETRY_AFTER_S = 5
 

@@ -17,6 +17,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api.auth import READ_SCOPE, WRITE_SCOPE, required_scope
 from api.errors import PROBLEM_TYPES
 from api.responses import PROBLEM_MEDIA_TYPE
 from api.state import AppState
@@ -29,8 +30,26 @@ DESCRIPTION = (
     "Hourly, daily, weekly and monthly consumption per device with cost and anomaly score, "
     "computed from the `energy.readings` Kafka topic; processing statistics; health. "
     "Every error is `application/problem+json` (schema `Problem`) naming each field at fault. "
-    "Times are RFC 3339; responses use UTC with `Z`. Unknown query parameters are ignored."
+    "Times are RFC 3339; responses use UTC with `Z`. Unknown query parameters are ignored. "
+    "Everything under `/api/v1` needs a JWT bearer token (`Authorization: Bearer <JWT>`) "
+    f"whose scopes include `{READ_SCOPE}` for GET and HEAD, `{WRITE_SCOPE}` for POST; "
+    "health, readiness and documentation are open."
 )
+SECURITY_SCHEME = "bearerAuth"
+SECURITY_SCHEMES: Mapping[str, Any] = {
+    SECURITY_SCHEME: {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "A JWT signed with the configured key (HS256 secret or RS256 public "
+        "key), with `exp` and, when configured, the expected `iss` and `aud`. Scopes are read "
+        "from `scope` (space-separated, OAuth 2 style), `scp` and `scopes` (a string or a list "
+        f"of strings): `{READ_SCOPE}` for GET and HEAD, `{WRITE_SCOPE}` for any other method. "
+        "Missing or rejected token: 401; valid token without the scope: 403.",
+    }
+}
+WWW_AUTHENTICATE = {"WWW-Authenticate": "The Bearer challenge (RFC 6750) and why it failed."}
+RETRY_AFTER = {"Retry-After": "Seconds to wait before retrying."}
 
 
 @dataclass(frozen=True)
@@ -40,6 +59,8 @@ class ResponseSpec:
     media_type: str = "application/json"
     schema: Mapping[str, Any] | None = None
     """A literal JSON Schema for bodies that are not one of the pydantic models."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Response headers this answer always carries, by name, with a description."""
 
 
 @dataclass(frozen=True)
@@ -56,8 +77,8 @@ class Endpoint:
     extra_problems: Mapping[int, str] = field(default_factory=dict)
 
 
-def problem(description: str) -> ResponseSpec:
-    return ResponseSpec(description, Problem, PROBLEM_MEDIA_TYPE)
+def problem(description: str, headers: Mapping[str, str] | None = None) -> ResponseSpec:
+    return ResponseSpec(description, Problem, PROBLEM_MEDIA_TYPE, headers=headers or {})
 
 
 def all_responses(endpoint: Endpoint) -> dict[int, ResponseSpec]:
@@ -66,7 +87,20 @@ def all_responses(endpoint: Endpoint) -> dict[int, ResponseSpec]:
     if endpoint.query is not None:
         responses.setdefault(400, problem("A query parameter is invalid; `errors` names each."))
     for status, description in endpoint.extra_problems.items():
-        responses.setdefault(status, problem(description))
+        responses.setdefault(status, problem(description, RETRY_AFTER if status == 503 else None))
+    scope = required_scope(endpoint.method, endpoint.path)
+    if scope is not None:
+        responses.setdefault(
+            401,
+            problem(
+                "No bearer token, or the token was rejected (signature, expiry, issuer, "
+                "audience or algorithm).",
+                WWW_AUTHENTICATE,
+            ),
+        )
+        responses.setdefault(
+            403, problem(f"The token is valid but lacks the scope `{scope}`.", WWW_AUTHENTICATE)
+        )
     responses.setdefault(413, problem("The request body is larger than the limit."))
     responses.setdefault(500, problem("Unexpected server error (logged; no internals shown)."))
     return dict(sorted(responses.items()))
@@ -91,6 +125,8 @@ def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
             operation["description"] = endpoint.description
         if endpoint.query is not None:
             operation["parameters"] = query_parameters(endpoint.query)
+        scope = required_scope(endpoint.method, endpoint.path)
+        operation["security"] = [{SECURITY_SCHEME: [scope]}] if scope is not None else []
         operation["responses"] = {
             str(status): _response(spec, refs) for status, spec in all_responses(endpoint).items()
         }
@@ -99,7 +135,10 @@ def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": TITLE, "version": _version(), "description": DESCRIPTION},
         "paths": paths,
-        "components": {"schemas": top.get("$defs", {})},
+        "components": {
+            "schemas": top.get("$defs", {}),
+            "securitySchemes": dict(SECURITY_SCHEMES),
+        },
         "tags": [{"name": tag} for tag in dict.fromkeys(e.tag for e in endpoints)],
         "x-problem-types": dict(PROBLEM_TYPES),
     }
@@ -145,7 +184,16 @@ def _response(spec: ResponseSpec, refs: Mapping[Any, dict[str, Any]]) -> dict[st
         schema: dict[str, Any] = dict(spec.schema or {"type": "string"})
     else:
         schema = dict(refs[(spec.model, "serialization")])
-    return {"description": spec.description, "content": {spec.media_type: {"schema": schema}}}
+    response: dict[str, Any] = {
+        "description": spec.description,
+        "content": {spec.media_type: {"schema": schema}},
+    }
+    if spec.headers:
+        response["headers"] = {
+            name: {"description": text, "required": True, "schema": {"type": "string"}}
+            for name, text in spec.headers.items()
+        }
+    return response
 
 
 def _version() -> str:

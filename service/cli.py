@@ -48,7 +48,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "api": (
         "serve the HTTP API (uvicorn) on API_HOST:API_PORT",
-        "Serve /api/v1/metrics, /api/v1/stats, /health, /ready, /openapi.json and /docs.",
+        "Serve /api/v1/metrics, /api/v1/stats, /health, /ready, /openapi.json and /docs. "
+        "Everything under /api/v1 needs a JWT bearer token checked with AUTH_JWT_SECRET "
+        "(HS256) or AUTH_JWT_PUBLIC_KEY (RS256); without either the API refuses to start "
+        "unless AUTH_DISABLED=true.",
     ),
     "produce": (
         "send readings from a JSONL or CSV file or simulated meters to the readings topic",
@@ -333,18 +336,18 @@ def run_worker(settings: Settings, with_web: bool = True) -> NoReturn:
 
 
 def _api(settings: Settings, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    import functools
-
     import uvicorn
 
     from api.app import create_app
 
     host = args.host or settings.api_host
     port = args.port or settings.api_port
+    # Built here, not by uvicorn's factory call, so a configuration error (e.g. no JWT key)
+    # ends with exit code 2 and the variable's name before anything listens.
+    app = create_app(settings)
     log.info("API starting", extra={"url": f"http://{host}:{port}"})
     uvicorn.run(
-        functools.partial(create_app, settings),
-        factory=True,
+        app,
         host=host,
         port=port,
         log_config=None,  # keep configure_logging's handler and format

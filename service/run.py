@@ -150,9 +150,7 @@ class Runner:
             env.pop(key, None)
         env.update(influx)
         self._spawn("worker", env)
-        # The API has no authentication yet (JWT validation is planned); AUTH_DISABLED is
-        # set so that local runs keep working once it exists.
-        self._spawn("api", {**env, "AUTH_DISABLED": "true"})
+        self._spawn("api", self._api_env(env))
         if settings.demo:
             from service.demo import run_demo
 
@@ -221,6 +219,22 @@ class Runner:
         self._stops.append(("VictoriaMetrics", lambda: asyncio.to_thread(server.stop)))
         log.info("influxdb: embedded VictoriaMetrics (InfluxDB v2 write API) on %s", url)
         return {**config, "INFLUXDB_URL": url, "INFLUXDB_TOKEN": EMBEDDED_INFLUX_TOKEN}
+
+    def _api_env(self, env: dict[str, str]) -> dict[str, str]:
+        """The API's environment: authentication off for local use unless a key is set."""
+        settings = self.settings
+        if settings.auth_disabled or (
+            settings.auth_jwt_secret is None and settings.auth_jwt_public_key is None
+        ):
+            log.warning(
+                "API authentication is OFF for local use (AUTH_DISABLED=true): every endpoint "
+                "on port %d is open; set AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY to turn it on",
+                settings.api_port,
+            )
+            return {**env, "AUTH_DISABLED": "true"}
+        key = "AUTH_JWT_SECRET" if settings.auth_jwt_secret is not None else "AUTH_JWT_PUBLIC_KEY"
+        log.info("API authentication is on: JWT bearer tokens checked with %s", key)
+        return env
 
     def _spawn(self, command: str, env: dict[str, str]) -> None:
         process = subprocess.Popen(

@@ -82,6 +82,17 @@ class Settings(BaseSettings):
     anomaly_warmup_days: float = Field(default=7.0, ge=0, allow_inf_nan=False)
     anomaly_checkpoint_interval: float = Field(default=60.0, gt=0)
 
+    # API authentication (README "Authentication"): JWT bearer tokens checked with exactly
+    # one key, an HS256 secret or an RS256 public key. No key refuses to start unless
+    # AUTH_DISABLED is set explicitly (local use only).
+    auth_jwt_secret: SecretStr | None = None
+    auth_jwt_public_key: str | None = None
+    """PEM text of an RSA public key, or the path of a file holding it."""
+    auth_jwt_issuer: str | None = None
+    auth_jwt_audience: str | None = None
+    auth_jwt_leeway: float = Field(default=30.0, ge=0, le=300)
+    auth_disabled: bool = False
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:
@@ -94,10 +105,22 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("database_url", mode="before")
+    @field_validator(
+        "database_url",
+        "auth_jwt_secret",
+        "auth_jwt_public_key",
+        "auth_jwt_issuer",
+        "auth_jwt_audience",
+        mode="before",
+    )
     @classmethod
-    def _empty_db_is_unset(cls, value: object) -> object:
+    def _empty_secret_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("auth_disabled", mode="before")
+    @classmethod
+    def _empty_is_false(cls, value: object) -> object:
+        return False if value == "" else value
 
     @field_validator("tariff", mode="before")
     @classmethod
@@ -121,6 +144,14 @@ class Settings(BaseSettings):
     def _one_tariff_source(self) -> Settings:
         if self.tariff is not None and self.tariff_file is not None:
             raise ValueError("set TARIFF or TARIFF_FILE, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _one_auth_key(self) -> Settings:
+        # Two keys would mean accepting two algorithms; an RS256 deployment must never take
+        # an HS256 token signed with a shared secret.
+        if self.auth_jwt_secret is not None and self.auth_jwt_public_key is not None:
+            raise ValueError("set AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY, not both")
         return self
 
     @cached_property

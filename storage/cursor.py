@@ -9,13 +9,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import NamedTuple, cast
 
 from models.metrics import PERIODS, Period
 from storage.base import InvalidCursor
 
 _VERSION = "m1"
+_DEVICE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # models.api.DEVICE_ID_PATTERN
 _MAX_LENGTH = 2048
 
 
@@ -46,12 +48,20 @@ def decode_cursor(cursor: str) -> CursorKey:
     if not (isinstance(value, list) and len(value) == 4 and value[0] == _VERSION):
         raise InvalidCursor("cursor is not valid")
     _, device_id, period, start = value
-    if not isinstance(device_id, str) or not isinstance(start, str) or period not in PERIODS:
+    # Only keys a stored row can have: a crafted cursor must not reach the database with a
+    # NUL byte, a lone surrogate or an instant PostgreSQL cannot hold (that would be a 500).
+    if (
+        not isinstance(device_id, str)
+        or _DEVICE_ID.fullmatch(device_id) is None
+        or not isinstance(start, str)
+        or period not in PERIODS
+    ):
         raise InvalidCursor("cursor is not valid")
     try:
         window_start = datetime.fromisoformat(start)
-    except ValueError as exc:
+        if window_start.tzinfo is None:
+            raise InvalidCursor("cursor is not valid")
+        window_start = window_start.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
         raise InvalidCursor("cursor is not valid") from exc
-    if window_start.tzinfo is None:
-        raise InvalidCursor("cursor is not valid")
     return CursorKey(device_id, cast("Period", period), window_start)

@@ -18,11 +18,21 @@ with warnings.catch_warnings():
 from api.app import create_app
 from service.settings import Settings
 from tests.api.fakes import FakeKafka, FakeReader, FakeStatsStore
+from tests.api.tokens import AUTH_SETTINGS, bearer
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path, app_id="energy-test", readings_topic="test.readings")
+    """A deployment with authentication on (HS256, see tests.api.tokens)."""
+    return Settings(
+        data_dir=tmp_path, app_id="energy-test", readings_topic="test.readings", **AUTH_SETTINGS
+    )
+
+
+@pytest.fixture
+def auth_headers() -> dict[str, str]:
+    """``Authorization`` header with a valid token holding both scopes."""
+    return bearer()
 
 
 @pytest.fixture
@@ -42,8 +52,13 @@ def kafka() -> FakeKafka:
 
 @pytest.fixture
 def client(
-    settings: Settings, reader: FakeReader, stats_store: FakeStatsStore, kafka: FakeKafka
+    settings: Settings,
+    reader: FakeReader,
+    stats_store: FakeStatsStore,
+    kafka: FakeKafka,
+    auth_headers: dict[str, str],
 ) -> Iterator[TestClient]:
+    """The app with injected fakes; every request carries a token with both scopes."""
     app = create_app(settings, reader=reader, stats_store=stats_store, kafka=kafka)
-    with TestClient(app, raise_server_exceptions=False) as test_client:
+    with TestClient(app, raise_server_exceptions=False, headers=auth_headers) as test_client:
         yield test_client

@@ -25,9 +25,11 @@ def memory() -> MemorySink:
 
 
 @pytest.fixture
-def memory_client(settings: Settings, memory: MemorySink) -> Iterator[TestClient]:
+def memory_client(
+    settings: Settings, memory: MemorySink, auth_headers: dict[str, str]
+) -> Iterator[TestClient]:
     app = create_app(settings, reader=memory, stats_store=memory, kafka=FakeKafka())
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, raise_server_exceptions=False, headers=auth_headers) as client:
         yield client
 
 

@@ -27,6 +27,7 @@ from service.ports import free_port
 from service.settings import Settings
 from storage.postgres import PostgresRepository, PostgresSink
 from tests.api.fakes import T0, window
+from tests.api.tokens import AUTH_ENV, AUTH_SETTINGS, bearer
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
@@ -38,7 +39,8 @@ URL = "/api/v1/metrics"
 
 @contextmanager
 def serving(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    app = create_app(settings)
+    with TestClient(app, raise_server_exceptions=False, headers=bearer()) as client:
         yield client
 
 
@@ -47,7 +49,7 @@ def stack_settings(tmp_path: Path, dsn: str, bootstrap: str, **overrides: Any) -
         database_url=SecretStr(dsn),
         kafka_broker_url=bootstrap,
         data_dir=tmp_path,
-        **overrides,
+        **(AUTH_SETTINGS | overrides),
     )
 
 
@@ -230,7 +232,9 @@ def test_factory_without_arguments_reads_the_environment(
     monkeypatch.setenv("DATABASE_URL", pg_database)
     monkeypatch.setenv("KAFKA_BROKER_URL", kafka_bootstrap)
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
-    with TestClient(create_app()) as client:
+    for name, value in AUTH_ENV.items():
+        monkeypatch.setenv(name, value)
+    with TestClient(create_app(), headers=bearer()) as client:
         assert client.get("/ready").status_code == 200
         assert client.get(URL).json() == {"items": [], "next_cursor": None}
 

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from service.ports import free_port
+from tests.api.tokens import AUTH_ENV, bearer
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,6 +27,7 @@ def api_server(pg_database: str, kafka_bootstrap: str, tmp_path: Path) -> Iterat
         "DATABASE_URL": pg_database,
         "KAFKA_BROKER_URL": kafka_bootstrap,
         "DATA_DIR": str(tmp_path),
+        **AUTH_ENV,
     }
     log = (tmp_path / "uvicorn.log").open("wb")
     process = subprocess.Popen(
@@ -68,10 +70,12 @@ def test_uvicorn_factory_serves_the_api(api_server: str) -> None:
     ready = httpx.get(f"{api_server}/ready", timeout=10)
     assert ready.status_code == 200, ready.text
     assert ready.json()["status"] == "ready"
-    metrics = httpx.get(f"{api_server}/api/v1/metrics", params={"limit": "5"}, timeout=10)
+    url = f"{api_server}/api/v1/metrics"
+    assert httpx.get(url, timeout=10).status_code == 401
+    metrics = httpx.get(url, params={"limit": "5"}, headers=bearer(), timeout=10)
     assert metrics.status_code == 200
     assert metrics.json() == {"items": [], "next_cursor": None}
-    bad = httpx.get(f"{api_server}/api/v1/metrics", params={"limit": "0"}, timeout=10)
+    bad = httpx.get(url, params={"limit": "0"}, headers=bearer(), timeout=10)
     assert bad.status_code == 400
     assert bad.headers["content-type"] == "application/problem+json"
     assert httpx.get(f"{api_server}/openapi.json", timeout=10).json()["openapi"] == "3.1.0"

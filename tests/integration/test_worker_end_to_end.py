@@ -190,7 +190,9 @@ async def test_stream_to_postgres_and_api_equals_oracle_and_dlq_has_every_reject
     assert all(r["last_reading"] for r in rows)
 
     # The API serves exactly the stored windows, field by field.
-    settings = Settings(database_url=pg_database, kafka_broker_url=kafka_bootstrap)
+    settings = Settings(
+        database_url=pg_database, kafka_broker_url=kafka_bootstrap, auth_disabled=True
+    )
     # The app builds its own pool inside TestClient's event loop.
     app = create_app(settings)
     served: dict[tuple[str, str, int], dict[str, Any]] = {}

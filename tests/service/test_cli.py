@@ -52,6 +52,15 @@ def test_migrate_without_database_url_exits_2(
     assert "DATABASE_URL" in capsys.readouterr().err
 
 
+def test_api_without_a_jwt_key_exits_2(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["api"]) == 2
+    err = capsys.readouterr().err
+    assert "AUTH_JWT_SECRET" in err and "AUTH_JWT_PUBLIC_KEY" in err and "AUTH_DISABLED" in err
+    assert "Traceback" not in err
+
+
 def test_console_module_runs_as_a_process() -> None:
     env = {**os.environ, "TIMEZONE": "Nowhere/Land"}
     result = subprocess.run(

@@ -75,6 +75,9 @@ def _start(
         "INFLUXDB_URL": "http://127.0.0.1:1",
         "DATA_DIR": str(tmp_path / "data"),
         "DEMO_DEVICES": "4",
+        "AUTH_JWT_SECRET": "",
+        "AUTH_JWT_PUBLIC_KEY": "",
+        "AUTH_DISABLED": "",
         **env,
     }
     process = subprocess.Popen(
@@ -122,6 +125,7 @@ def test_sigterm_stops_everything(tmp_path: Path) -> None:
     children = _child_pids(output)
     assert set(children) == {"worker", "api"}
     assert "embedded broker on" in output and "demo" in output
+    assert "API authentication is OFF for local use (AUTH_DISABLED=true)" in output
 
     process.send_signal(signal.SIGTERM)
     rest, _ = process.communicate(timeout=60)

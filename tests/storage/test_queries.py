@@ -187,6 +187,13 @@ def _b64(value: object) -> str:
         _b64(["m1", "a", "hour", "yesterday"]),
         _b64(["m1", 7, "hour", "2024-03-01T00:00:00+00:00"]),
         "A" * 5000,
+        # Crafted keys no stored row can have; PostgreSQL used to fail on them (500).
+        _b64(["m1", "a\u0000b", "hour", "2024-03-01T00:00:00+00:00"]),
+        _b64(["m1", "\ud800", "hour", "2024-03-01T00:00:00+00:00"]),
+        _b64(["m1", "dev 1", "hour", "2024-03-01T00:00:00+00:00"]),
+        _b64(["m1", "a" * 129, "hour", "2024-03-01T00:00:00+00:00"]),
+        _b64(["m1", "a", "hour", "0001-01-01T00:00:00+14:00"]),
+        _b64(["m1", "a", "hour", "9999-12-31T23:59:59-14:00"]),
     ],
 )
 async def test_bad_cursor_is_refused(store: Store, cursor: str) -> None:
