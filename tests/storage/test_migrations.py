@@ -19,7 +19,15 @@ from storage.migrations import (
 )
 from storage.postgres import create_pool
 
-EXPECTED_TABLES = {"metrics", "jobs", "devices", "worker_stats", "schema_migrations"}
+EXPECTED_TABLES = {
+    "metrics",
+    "jobs",
+    "job_artifacts",
+    "devices",
+    "worker_stats",
+    "anomaly_models",
+    "schema_migrations",
+}
 
 
 def _migration(version: int, name: str, sql: str) -> Migration:
