@@ -26,6 +26,10 @@ PROBLEM_TYPES: Mapping[str, str] = {
     "field with the rule; nothing was done. Fix the request before retrying.",
     UNAVAILABLE: "A dependency (the database) did not answer. Retry after the number of "
     "seconds in the `Retry-After` header.",
+    "/docs#problem-job-not-found": "No job has this id (it never existed, or it finished "
+    "longer than `JOB_RETENTION_DAYS` ago and was cleaned up).",
+    "/docs#problem-job-finished": "The job already finished (succeeded, failed or "
+    "cancelled), so it cannot be cancelled.",
 }
 RETRY_AFTER_S = 5
 

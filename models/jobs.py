@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from models.metrics import Period
 
@@ -67,11 +67,13 @@ class TimeRange(JobParameters):
 
     _rfc3339 = field_validator("start", "end", mode="before")(_strict_rfc3339)
 
-    @model_validator(mode="after")
-    def _ordered(self) -> TimeRange:
-        if self.start >= self.end:
-            raise ValueError("start must be before end")
-        return self
+    @field_validator("end")
+    @classmethod
+    def _ordered(cls, value: datetime, info: ValidationInfo) -> datetime:
+        start = info.data.get("start")
+        if isinstance(start, datetime) and value <= start:
+            raise ValueError("must be after start")
+        return value
 
 
 def _unique(values: list[Any] | None, what: str) -> list[Any] | None:
