@@ -58,6 +58,9 @@ class JobParameters(BaseModel):
     def get(self, name: str, default: Any = None) -> Any:
         return getattr(self, name) if name in type(self).model_fields else default
 
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in type(self).model_fields
+
 
 class TimeRange(JobParameters):
     """``[start, end)`` as RFC 3339 date-times with an offset; ``start`` before ``end``."""

@@ -406,3 +406,15 @@ def test_job_messages() -> None:
 
 def test_every_kind_has_a_runner_and_parameters() -> None:
     assert set(RUNNERS) == set(JOB_PARAMETERS)
+
+
+def test_parameters_read_as_attributes_and_by_name() -> None:
+    params = JOB_PARAMETERS["report"].model_validate(
+        {"start": "2026-10-01T00:00:00+02:00", "end": "2026-11-01T00:00:00Z"}
+    )
+    assert params["formats"] == params.formats == ["csv", "json", "html"]  # type: ignore[attr-defined]
+    assert params.get("device_ids") is None and params.get("nope", 1) == 1
+    assert "start" in params and "nope" not in params
+    assert params["start"] == datetime(2026, 9, 30, 22, 0, tzinfo=UTC)
+    with pytest.raises(KeyError):
+        params["nope"]
