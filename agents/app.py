@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -16,8 +17,10 @@ from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP
 
 from agents.codec import register as register_codecs
+from agents.jobs.worker import CallbackSink, JobWorker
 from agents.pipeline import Message, ReadingPipeline
 from agents.resources import PartitionMismatch, WorkerResources
+from models.metrics import WindowAggregate
 from service.endpoints import bootstrap_servers
 from service.settings import ConfigurationError, Settings, load_settings
 
@@ -91,6 +94,17 @@ metrics_topic = app.topic(
     internal=True,
 )
 
+jobs_topic = app.topic(
+    settings.jobs_topic,
+    key_type=bytes,
+    value_type=bytes,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.topic_partitions,
+    retention=timedelta(days=7),
+    internal=True,
+)
+
 # Tables derive serializers from key/value types; ours are codecs, so the changelog topic
 # is declared here with them, and the table is told to use the same.
 device_changelog = app.topic(
@@ -139,6 +153,17 @@ resources = WorkerResources(
     dlq_topic=dlq_topic,
     metrics_topic=metrics_topic,
     repartition_topic=repartition_topic,
+)
+
+
+async def _publish_job_windows(windows: Sequence[WindowAggregate]) -> None:
+    """Windows recomputed by jobs go where the stream's go (topic, PostgreSQL, InfluxDB)."""
+    pipeline = await resources.ready(expected_start=_committed)
+    await pipeline.outputs.publish(windows)
+
+
+job_worker = JobWorker(
+    settings, worker_id=resources.worker_id, sink=CallbackSink(_publish_job_windows)
 )
 
 
@@ -223,6 +248,25 @@ async def process_repartitioned(stream: Any) -> None:
         await _fold(_messages(events, repartitioned=True))
 
 
+@app.agent(jobs_topic)
+async def receive_jobs(stream: Any) -> None:
+    """Job requests from the API: queued for this worker's job loop, which runs one job
+    at a time in its own task, so this agent (and the offsets it commits) never waits."""
+    async for value in stream:
+        job_worker.submit(value)
+
+
+@app.task
+async def start_job_loop() -> None:
+    job_worker.start()
+
+
+@app.timer(interval=settings.job_reconcile_interval)
+async def fail_stale_jobs() -> None:
+    """Fail running jobs whose worker stopped sending heartbeats (it died)."""
+    await job_worker.mark_stale()
+
+
 _verified = False
 
 
@@ -281,6 +325,7 @@ async def _on_revoked(sender: Any, revoked: Any, **_: Any) -> None:
 
 @app.on_before_shutdown.connect  # type: ignore[arg-type]
 async def _on_shutdown(sender: Any, **_: Any) -> None:
+    await job_worker.stop()
     if resources.started:
         pipeline = await resources.ready()
         await pipeline.checkpoint_models()

@@ -11,12 +11,14 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from api.auth import AuthMiddleware, verifier_from_settings
 from api.errors import EXCEPTION_HANDLERS
+from api.job_queue import AiokafkaJobPublisher, JobPublisher
 from api.kafka import DEFAULT_TIMEOUT_S, AiokafkaInspector, KafkaInspector, bootstrap_servers
 from api.middleware import DEFAULT_MAX_BODY_BYTES, RequestMiddleware
 from api.routes import routes
@@ -24,6 +26,7 @@ from api.state import AppState, ReadinessCheck
 from service.endpoints import database_dsn
 from service.settings import Settings, load_settings
 from storage.base import MetricsReader, StatsStore
+from storage.jobs import PostgresJobStore
 from storage.postgres import PostgresRepository, create_pool
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,8 @@ def create_app(
     stats_store: StatsStore | None = None,
     kafka: KafkaInspector | None = None,
     readiness: Mapping[str, ReadinessCheck] | None = None,
+    jobs: PostgresJobStore | None = None,
+    job_publisher: JobPublisher | None = None,
     check_timeout_s: float = DEFAULT_TIMEOUT_S,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> Starlette:
@@ -49,7 +54,9 @@ def create_app(
     ``kafka``: broker access for ``/ready`` and consumer lag (default: aiokafka clients on
     ``KAFKA_BROKER_URL``, connected lazily). ``readiness``: the checks ``/ready`` runs,
     by name; by default ``broker`` and ``database`` (the injected reader's ``ping`` when it
-    has one).
+    has one). ``jobs``: the jobs repository (default: on the same pool as the reader, or
+    a pool of its own). ``job_publisher``: where job requests are published (default:
+    an aiokafka producer on ``JOBS_TOPIC``, started lazily).
 
     Raises ConfigurationError when no JWT key is configured and AUTH_DISABLED is not set
     (see api.auth), so a misconfigured API never starts open.
@@ -76,14 +83,24 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[AppState]:
         async with AsyncExitStack() as stack:
             the_reader, the_stats, database_ping = reader, stats_store, _ping_of(reader)
-            if the_reader is None or the_stats is None:
-                repository = await _open_repository(resolved, stack)
+            the_jobs = jobs
+            if the_reader is None or the_stats is None or the_jobs is None:
+                pool = await _open_pool(resolved, stack)
+                repository = PostgresRepository(pool)
+                if the_jobs is None:
+                    the_jobs = PostgresJobStore(pool)
                 if the_reader is None:
                     the_reader, database_ping = repository, repository.ping
                 if the_stats is None:
                     the_stats = repository
                 if database_ping is None:
                     database_ping = repository.ping
+            the_publisher = job_publisher
+            if the_publisher is None:
+                the_publisher = AiokafkaJobPublisher(
+                    bootstrap_servers(resolved), resolved.jobs_topic
+                )
+                stack.push_async_callback(the_publisher.close)
             the_kafka = kafka
             if the_kafka is None:
                 the_kafka = AiokafkaInspector(bootstrap_servers(resolved), check_timeout_s)
@@ -101,6 +118,8 @@ def create_app(
                 kafka=the_kafka,
                 readiness=checks,
                 check_timeout_s=check_timeout_s,
+                jobs=the_jobs,
+                job_publisher=the_publisher,
             )
 
     return Starlette(
@@ -154,9 +173,9 @@ def _ping_of(reader: object) -> ReadinessCheck | None:
     return ping if callable(ping) else None
 
 
-async def _open_repository(settings: Settings, stack: AsyncExitStack) -> PostgresRepository:
+async def _open_pool(settings: Settings, stack: AsyncExitStack) -> Any:
     # min_size=0: no connection is opened at start, so the API comes up while the database
     # is down and /ready names it, instead of failing to start.
     pool = await create_pool(database_dsn(settings), min_size=0, max_size=POOL_MAX_SIZE)
     stack.push_async_callback(pool.close)
-    return PostgresRepository(pool)
+    return pool

@@ -104,7 +104,7 @@ def _operation(path: str, method: str, operation: Mapping[str, Any]) -> str:
     parameters = operation.get("parameters", [])
     if parameters:
         parts.append(
-            "<table><tr><th>Query parameter</th><th>Type</th><th>Rules</th>"
+            "<table><tr><th>Parameter</th><th>In</th><th>Type</th><th>Rules</th>"
             "<th>Description</th></tr>"
         )
         for parameter in parameters:
@@ -112,10 +112,17 @@ def _operation(path: str, method: str, operation: Mapping[str, Any]) -> str:
             required = " <span class='req'>required</span>" if parameter.get("required") else ""
             parts.append(
                 f"<tr><td><code>{_e(parameter['name'])}</code>{required}</td>"
-                f"<td>{_type(schema)}</td><td>{_rules(schema)}</td>"
+                f"<td>{_e(parameter.get('in', 'query'))}</td><td>{_type(schema)}</td><td>{_rules(schema)}</td>"
                 f"<td>{_text(parameter.get('description', ''))}</td></tr>"
             )
         parts.append("</table>")
+    body = operation.get("requestBody")
+    if body:
+        for media_type, content in body.get("content", {}).items():
+            parts.append(
+                f"<p>Request body (<code>{_e(media_type)}</code>): "
+                f"{_type(content.get('schema', {}))}. {_text(body.get('description', ''))}</p>"
+            )
     parts.append("<table><tr><th>Status</th><th>Media type</th><th>Body</th><th>When</th></tr>")
     for status, response in operation.get("responses", {}).items():
         for media_type, content in response.get("content", {}).items():

@@ -37,6 +37,10 @@ PROBLEM_TYPES: Mapping[str, str] = {
     "`WWW-Authenticate` header names it. Retrying with the same token will not help.",
     UNSUPPORTED_MEDIA_TYPE: "415: the request body is not `application/json`. Send JSON with "
     "`Content-Type: application/json`.",
+    "/docs#problem-job-not-found": "No job has this id (it never existed, or it finished "
+    "longer than `JOB_RETENTION_DAYS` ago and was cleaned up).",
+    "/docs#problem-job-finished": "The job already finished (succeeded, failed or "
+    "cancelled), so it cannot be cancelled.",
 }
 RETRY_AFTER_S = 5
 

@@ -75,6 +75,13 @@ class Endpoint:
     description: str = ""
     query: type[BaseModel] | None = None
     extra_problems: Mapping[int, str] = field(default_factory=dict)
+    body: type[BaseModel] | None = None
+    """The JSON request body's model (validation schema)."""
+    body_description: str = ""
+    path_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Path parameter name -> {"schema": ..., "description": ...}."""
+    extra_models: tuple[type[BaseModel], ...] = ()
+    """Further models listed under components (e.g. the parameters of each job kind)."""
 
 
 def problem(description: str, headers: Mapping[str, str] | None = None) -> ResponseSpec:
@@ -84,8 +91,12 @@ def problem(description: str, headers: Mapping[str, str] | None = None) -> Respo
 def all_responses(endpoint: Endpoint) -> dict[int, ResponseSpec]:
     """The endpoint's own responses plus the errors any request can meet."""
     responses = dict(endpoint.responses)
-    if endpoint.query is not None:
-        responses.setdefault(400, problem("A query parameter is invalid; `errors` names each."))
+    if endpoint.query is not None or endpoint.path_params:
+        responses.setdefault(400, problem("A parameter is invalid; `errors` names each."))
+    if endpoint.body is not None:
+        responses.setdefault(
+            400, problem("The body or a parameter is invalid; `errors` names each.")
+        )
     for status, description in endpoint.extra_problems.items():
         responses.setdefault(status, problem(description, RETRY_AFTER if status == 503 else None))
     scope = required_scope(endpoint.method, endpoint.path)
@@ -113,6 +124,10 @@ def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
         for spec in all_responses(endpoint).values():
             if spec.model is not None:
                 keys[(spec.model, "serialization")] = None
+        if endpoint.body is not None:
+            keys[(endpoint.body, "validation")] = None
+        for model in endpoint.extra_models:
+            keys[(model, "validation")] = None
     refs, top = models_json_schema(list(keys), ref_template=REF_TEMPLATE)
     paths: dict[str, dict[str, Any]] = {}
     for endpoint in endpoints:
@@ -123,8 +138,26 @@ def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
         }
         if endpoint.description:
             operation["description"] = endpoint.description
+        parameters = [
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": dict(spec["schema"]),
+                "description": spec.get("description", ""),
+            }
+            for name, spec in endpoint.path_params.items()
+        ]
         if endpoint.query is not None:
-            operation["parameters"] = query_parameters(endpoint.query)
+            parameters.extend(query_parameters(endpoint.query))
+        if parameters:
+            operation["parameters"] = parameters
+        if endpoint.body is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "description": endpoint.body_description or endpoint.body.__doc__ or "",
+                "content": {"application/json": {"schema": refs[(endpoint.body, "validation")]}},
+            }
         scope = required_scope(endpoint.method, endpoint.path)
         operation["security"] = [{SECURITY_SCHEME: [scope]}] if scope is not None else []
         operation["responses"] = {

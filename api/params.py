@@ -11,13 +11,16 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TypeVar
+from uuid import UUID
 
 from starlette.datastructures import QueryParams
 
 from api.errors import InvalidParameters
 from models.api import CURSOR_MAX_LENGTH, LIMIT_DEFAULT, LIMIT_MAX, LIMIT_MIN, FieldError
+from models.jobs import JOB_STATUSES, KIND_PATTERN, JobStatus
 from models.metrics import PERIODS, Period
 from storage.base import MetricsQuery
+from storage.jobs import JobsQuery
 
 T = TypeVar("T")
 _DEVICE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -139,6 +142,43 @@ def metrics_query(params: QueryParams) -> MetricsQuery:
         limit=LIMIT_DEFAULT if limit is None else limit,
         cursor=cursor,
         anomalies_only=bool(anomalies_only),
+    )
+
+
+def parse_job_status(value: str) -> JobStatus:
+    for status in JOB_STATUSES:
+        if value == status:
+            return status
+    raise ValueError(f"must be one of {', '.join(JOB_STATUSES)}")
+
+
+def parse_job_kind(value: str) -> str:
+    if re.fullmatch(KIND_PATTERN, value) is None:
+        raise ValueError("must be a job kind: a-z, 0-9 and _, starting with a letter")
+    return value
+
+
+def parse_uuid(value: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise ValueError("must be a UUID, e.g. 0b0e9c2e-6f53-4c47-9a8e-0c3f3c1f2d4a") from None
+
+
+def jobs_query(params: QueryParams) -> JobsQuery:
+    """The validated filters of ``GET /api/v1/jobs``; InvalidParameters lists every fault."""
+    collector = _Collector(params)
+    status = _parse(collector, "status", parse_job_status)
+    kind = _parse(collector, "kind", parse_job_kind)
+    limit = _parse(collector, "limit", parse_limit)
+    cursor = _parse(collector, "cursor", parse_cursor)
+    if collector.errors:
+        raise InvalidParameters(collector.errors)
+    return JobsQuery(
+        status=status,
+        kind=kind,
+        limit=LIMIT_DEFAULT if limit is None else limit,
+        cursor=cursor,
     )
 
 

@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from api.docs import render_docs
 from api.health import health, ready
+from api.job_routes import JOB_ENDPOINTS
 from api.metrics import metrics
 from api.openapi import Endpoint, ResponseSpec, build_openapi
 from api.prometheus import prometheus_metrics
@@ -81,6 +82,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         responses={200: ResponseSpec("Statistics.", StatsResponse)},
         extra_problems={503: "The database did not answer; retry after `Retry-After` seconds."},
     ),
+    *JOB_ENDPOINTS,
     Endpoint(
         "GET",
         "/metrics",

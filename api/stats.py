@@ -22,6 +22,7 @@ from api.kafka import KafkaInspector, KafkaUnavailable, PartitionOffsets, TopicM
 from api.responses import model_response
 from api.state import AppState
 from models.api import ConsumerLag, PartitionLag, StatsResponse, StatsTotals, WorkerStats
+from models.jobs import JobCounts
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +33,10 @@ NOT_SUMMED = frozenset({"partitions"})
 async def stats(request: Request[AppState]) -> Response:
     state = request.state
     settings = state["settings"]
-    records, lag = await asyncio.gather(
+    records, lag, jobs = await asyncio.gather(
         load_worker_stats(state),
         consumer_lag(state["kafka"], settings.app_id, settings.readings_topic),
+        _job_counts(state),
     )
     now = datetime.now(UTC)
     workers = []
@@ -52,8 +54,17 @@ async def stats(request: Request[AppState]) -> Response:
         totals=sum_totals(workers),
         workers=workers,
         consumer_lag=lag,
+        jobs=jobs,
     )
     return model_response(body)
+
+
+async def _job_counts(state: AppState) -> JobCounts | None:
+    try:
+        return await asyncio.wait_for(state["jobs"].counts(), state["check_timeout_s"])
+    except Exception as exc:  # the statistics still answer without the job counts
+        log.warning("could not count jobs", extra={"error": repr(exc)})
+        return None
 
 
 async def load_worker_stats(state: AppState) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from models.jobs import JobCounts
 from models.metrics import Period, WindowAggregate
 
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
@@ -250,3 +251,7 @@ class StatsResponse(BaseModel):
     totals: StatsTotals
     workers: list[WorkerStats]
     consumer_lag: ConsumerLag
+    jobs: JobCounts | None = Field(
+        default=None,
+        description="Jobs by status and kind; null when they could not be counted.",
+    )

@@ -65,6 +65,24 @@ class Settings(BaseSettings):
     demo_devices: int = Field(default=36, ge=1, le=100_000)
     demo_speed: float = Field(default=240.0, gt=0)
 
+    # Jobs (README "Jobs"); durations in seconds.
+    job_heartbeat_interval: float = Field(default=5.0, gt=0)
+    # A running job whose heartbeat is older than this is failed: its worker died.
+    job_heartbeat_timeout: float = Field(default=60.0, gt=0)
+    # How often a worker looks for stale running jobs and for lost pending ones.
+    job_reconcile_interval: float = Field(default=10.0, gt=0)
+    # A job still pending after this long (its energy.jobs message lost) is run by an idle worker.
+    job_pending_timeout: float = Field(default=30.0, ge=0)
+    job_retention_days: float = Field(default=30.0, gt=0)
+    # How far before the first window of an aggregate job its re-read of the readings topic
+    # starts, by Kafka message time (see README "aggregate").
+    aggregate_lookback: float = Field(default=21600.0, ge=0)
+    # Retention of stored windows per period, in days (cleanup jobs); 0 keeps them forever.
+    retention_hour_days: float = Field(default=400.0, ge=0)
+    retention_day_days: float = Field(default=1830.0, ge=0)
+    retention_week_days: float = Field(default=0.0, ge=0)
+    retention_month_days: float = Field(default=0.0, ge=0)
+
     # Semantics (SEMANTICS.md section 7); durations in seconds.
     grace: float = Field(default=300.0, ge=0)
     max_gap: float = Field(default=3600.0, gt=0)

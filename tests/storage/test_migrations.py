@@ -22,6 +22,7 @@ from storage.postgres import create_pool
 EXPECTED_TABLES = {
     "metrics",
     "jobs",
+    "job_artifacts",
     "devices",
     "worker_stats",
     "anomaly_models",

@@ -1,0 +1,1 @@
+"""Jobs run by workers: the context a runner gets, the runners per kind, the job loop."""
