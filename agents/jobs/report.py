@@ -1,32 +1,46 @@
-"""``report``: delegates to ``reports.build_report(ctx)`` (the report package), imported
-when a report job runs so a worker without it still runs every other kind."""
+"""``report``: a consumption report (CSV, JSON, self-contained HTML) built by
+``reports.build_report``, its files stored as the job's artifacts."""
 
 from __future__ import annotations
 
-import importlib
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from agents.jobs.context import JobContext
+from reports import build_report
+from service.settings import Settings
 
 
-class ReportsUnavailable(RuntimeError):
-    """The ``reports`` package (report rendering) is not installed in this worker."""
+@dataclass
+class _ReportJob:
+    """The job seen as reports.ReportContext: its parameters as a plain mapping."""
+
+    job: JobContext
+    parameters: Mapping[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.parameters = self.job.parameters.model_dump(mode="json", exclude_none=True)
+
+    @property
+    def job_id(self) -> uuid.UUID:
+        return self.job.job_id
+
+    @property
+    def settings(self) -> Settings:
+        return self.job.settings
+
+    @property
+    def pool(self) -> Any:
+        return self.job.pool
+
+    async def progress(self, percent: int) -> None:
+        await self.job.progress(percent)
+
+    async def save_artifact(self, name: str, content_type: str, data: bytes) -> None:
+        await self.job.save_artifact(name, content_type, data)
 
 
 async def run_report(ctx: JobContext) -> dict[str, Any]:
-    try:
-        reports = importlib.import_module("reports")
-    except ModuleNotFoundError as exc:
-        if exc.name != "reports":
-            raise
-        raise ReportsUnavailable(
-            "report jobs need the reports package (reports.build_report), which this "
-            "worker does not have"
-        ) from exc
-    build_report = getattr(reports, "build_report", None)
-    if build_report is None:
-        raise ReportsUnavailable("the reports package has no build_report(ctx)")
-    result = await build_report(ctx)
-    if not isinstance(result, dict):
-        raise TypeError(f"reports.build_report returned {type(result).__name__}, not a dict")
-    return result
+    return await build_report(_ReportJob(ctx))

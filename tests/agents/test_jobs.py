@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -270,23 +269,27 @@ async def test_a_failing_runner_records_its_error(pg_pool: Any, jobs: PostgresJo
     assert job.progress == 30 and job.finished_at is not None and job.duration_s is not None
 
 
-@pytest.mark.skipif("reports" in sys.modules, reason="the reports package is installed")
-async def test_report_without_the_reports_package_fails_cleanly(
-    pg_pool: Any, jobs: PostgresJobStore
-) -> None:
-    import importlib.util
+async def test_report_job_stores_its_files(pg_pool: Any, jobs: PostgresJobStore) -> None:
+    from storage.postgres import PostgresSink
+    from tests.storage.helpers import T0, window
 
-    if importlib.util.find_spec("reports") is not None:
-        pytest.skip("the reports package is installed")
+    await PostgresSink(pg_pool).write(
+        [window("meter-r", "hour", i, energy_kwh=0.5) for i in range(48)]
+        + [window("meter-r", "day", i, energy_kwh=12.0) for i in range(2)]
+    )
     worker = make_worker(Settings(), pg_pool)
     job = await run(
         worker,
         jobs,
         "report",
-        {"start": "2026-10-01T00:00:00Z", "end": "2026-11-01T00:00:00Z"},
+        {"start": T0.isoformat(), "end": (T0 + timedelta(days=2)).isoformat()},
     )
-    assert job.status == "failed"
-    assert job.error is not None and job.error.startswith("ReportsUnavailable: report jobs need")
+    assert job.status == "succeeded", job.error
+    assert job.result is not None and job.result["energy_kwh"] == pytest.approx(24.0)
+    names = {a.name for a in await jobs.list_artifacts(job.id)}
+    assert names == {"report.csv", "report.json", "report.html"}
+    html = await jobs.get_artifact(job.id, "report.html")
+    assert html is not None and b"<svg" in html.data
 
 
 async def test_runner_artifacts_are_stored(pg_pool: Any, jobs: PostgresJobStore) -> None:

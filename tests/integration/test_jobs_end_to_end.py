@@ -4,7 +4,6 @@ through the real broker and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import time
 import uuid
@@ -214,18 +213,20 @@ async def test_cancelled_failed_and_orphaned_jobs(
     done = wait_job(api, lost["id"], {"succeeded", "failed"}, within=30)
     assert done["status"] == "succeeded", done
 
-    if importlib.util.find_spec("reports") is None:
-        # Until the reports package is merged, a report job fails with a clear error.
-        report = api.post(
-            "/api/v1/jobs",
-            json={
-                "kind": "report",
-                "parameters": {"start": "2026-10-01T00:00:00Z", "end": "2026-11-01T00:00:00Z"},
-            },
-        ).json()
-        failed_report = wait_job(api, report["id"], {"succeeded", "failed"})
-        assert failed_report["status"] == "failed"
-        assert failed_report["error"].startswith("ReportsUnavailable: report jobs need")
+    report = api.post(
+        "/api/v1/jobs",
+        json={
+            "kind": "report",
+            "parameters": {"start": "2026-10-01T00:00:00Z", "end": "2026-11-01T00:00:00Z"},
+        },
+    ).json()
+    finished_report = wait_job(api, report["id"], {"succeeded", "failed"})
+    assert finished_report["status"] == "succeeded", finished_report
+    listed = api.get(f"/api/v1/jobs/{report['id']}/artifacts").json()
+    assert {a["name"] for a in listed["items"]} == {"report.csv", "report.json", "report.html"}
+    page = api.get(f"/api/v1/jobs/{report['id']}/artifacts/report.html")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert b"<svg" in page.content and "attachment" in page.headers["content-disposition"]
 
     assert api.get(f"/api/v1/jobs/{pending['id']}").json()["status"] == "cancelled"
     conflict = api.post(f"/api/v1/jobs/{pending['id']}/cancel")
