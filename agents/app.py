@@ -9,14 +9,16 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import faust
 from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP
 
 from agents.codec import register as register_codecs
+from agents.jobs.schedule import create_scheduled
 from agents.jobs.worker import CallbackSink, JobWorker
 from agents.pipeline import Message, ReadingPipeline
 from agents.resources import PartitionMismatch, WorkerResources
@@ -259,6 +261,40 @@ async def receive_jobs(stream: Any) -> None:
 @app.task
 async def start_job_loop() -> None:
     job_worker.start()
+
+
+def _schedule(kind: str, cron: str) -> None:
+    """A leader-only crontab in TIMEZONE that records the kind's job and queues it here."""
+    if not cron:
+        logger.info("timer off", extra={"kind": kind})
+        return
+
+    async def fire() -> None:
+        try:
+            store = await job_worker.ensure_store()
+            job = await create_scheduled(
+                store,
+                settings.app_id,
+                kind,
+                datetime.now(UTC),
+                settings.timezone,
+                settings.grace,
+            )
+        except Exception as exc:  # the next firing tries again; pending jobs are reconciled
+            logger.warning(
+                "timer could not create its job", extra={"kind": kind, "error": repr(exc)}
+            )
+            return
+        if job is not None:
+            job_worker.queue.put_nowait(job.id)
+
+    fire.__name__ = fire.__qualname__ = f"schedule_{kind}"
+    app.crontab(cron, timezone=ZoneInfo(settings.timezone), on_leader=True)(fire)
+
+
+_schedule("rollup", settings.schedule_rollup)
+_schedule("anomaly_review", settings.schedule_anomaly_review)
+_schedule("cleanup", settings.schedule_cleanup)
 
 
 @app.timer(interval=settings.job_reconcile_interval)

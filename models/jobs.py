@@ -9,7 +9,8 @@ worker hands the validated model to the kind's runner (agents/jobs/registry.py).
 from __future__ import annotations
 
 import re
-from datetime import datetime
+import datetime as dt
+from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -154,12 +155,49 @@ class ReportParameters(TimeRange, DeviceFilter):
         return unique
 
 
+class AnomalyReviewParameters(JobParameters):
+    """Summarise the anomalies of one local day: counts per device, the top windows, and
+    each flagged device's day against its usual day."""
+
+    date: dt.date | None = Field(
+        default=None,
+        description="The local calendar day in `TIMEZONE`, `YYYY-MM-DD` (default: yesterday).",
+    )
+
+
+class RollupParameters(JobParameters):
+    """Fleet figures of one closed hour: devices reporting and silent, energy, cost,
+    flagged windows."""
+
+    hour: AwareDatetime | None = Field(
+        default=None,
+        description="Start of the UTC hour, RFC 3339 with `Z` or an offset, on the hour "
+        "(default: the last hour closed more than `GRACE` ago).",
+    )
+
+    @field_validator("hour", mode="before")
+    @classmethod
+    def _strict(cls, value: object) -> object:
+        return value if value is None else _strict_rfc3339(value)
+
+    @field_validator("hour")
+    @classmethod
+    def _on_the_hour(cls, value: datetime | None) -> datetime | None:
+        if value is not None:
+            utc = value.astimezone(UTC)
+            if (utc.minute, utc.second, utc.microsecond) != (0, 0, 0):
+                raise ValueError("must be the start of a UTC hour")
+        return value
+
+
 # kind -> parameters model. Adding a kind: one entry here and one in agents/jobs/registry.py.
 JOB_PARAMETERS: dict[str, type[JobParameters]] = {
     "aggregate": AggregateParameters,
     "device_batch": DeviceBatchParameters,
     "cleanup": CleanupParameters,
     "report": ReportParameters,
+    "anomaly_review": AnomalyReviewParameters,
+    "rollup": RollupParameters,
 }
 
 

@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     retention_day_days: float = Field(default=1830.0, ge=0)
     retention_week_days: float = Field(default=0.0, ge=0)
     retention_month_days: float = Field(default=0.0, ge=0)
+    # Timers (README "Timers"): cron expressions in TIMEZONE, run by the group leader only;
+    # each run is recorded as a job. Empty disables one.
+    schedule_rollup: str = "10 * * * *"
+    schedule_anomaly_review: str = "30 0 * * *"
+    schedule_cleanup: str = "0 3 * * sun"
 
     # Semantics (SEMANTICS.md section 7); durations in seconds.
     grace: float = Field(default=300.0, ge=0)
@@ -147,6 +152,16 @@ class Settings(BaseSettings):
             return None
         if isinstance(value, str):
             return json.loads(value)
+        return value
+
+    @field_validator("schedule_rollup", "schedule_anomaly_review", "schedule_cleanup")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        value = value.strip()
+        if value and not croniter.is_valid(value):
+            raise ValueError(f"{value!r} is not a cron expression like '30 0 * * *'")
         return value
 
     @field_validator("timezone")

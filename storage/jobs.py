@@ -131,6 +131,22 @@ class PostgresJobStore:
             )
         return _job(row)
 
+    async def create_if_absent(
+        self, kind: str, parameters: dict[str, Any], job_id: UUID
+    ) -> Job | None:
+        """Create a job with this id unless one exists (timers: safe to fire twice)."""
+        with _mapped_errors():
+            row = await self._pool.fetchrow(
+                f"INSERT INTO jobs (id, kind, status, parameters)"
+                f" VALUES ($1, $2, 'pending', $3::text::jsonb)"
+                f" ON CONFLICT (id) DO NOTHING RETURNING {_COLUMNS}",
+                job_id,
+                kind,
+                _json(parameters),
+                timeout=self._timeout,
+            )
+        return None if row is None else _job(row)
+
     async def get(self, job_id: UUID) -> Job | None:
         with _mapped_errors():
             row = await self._pool.fetchrow(

@@ -421,3 +421,104 @@ def test_parameters_read_as_attributes_and_by_name() -> None:
     assert params["start"] == datetime(2026, 9, 30, 22, 0, tzinfo=UTC)
     with pytest.raises(KeyError):
         params["nope"]
+
+
+async def test_anomaly_review_job_summarises_the_day(pg_pool: Any, jobs: PostgresJobStore) -> None:
+    from storage.postgres import PostgresRepository
+    from tests.storage.helpers import T0, window
+
+    # T0's day (UTC) is reviewed: one flagged hour for "meter-a" at 03:00, history before.
+    day_index = 10  # review the 11th day after T0
+    windows = []
+    for day in range(day_index + 1):
+        for hour in range(24):
+            index = day * 24 + hour
+            flagged = day == day_index and hour == 3
+            windows.append(
+                window(
+                    "meter-a",
+                    "hour",
+                    index,
+                    energy_kwh=5.0 if flagged else 0.5,
+                    anomaly_score=0.95 if flagged else 0.2,
+                    is_anomaly=flagged,
+                )
+            )
+            windows.append(
+                window(
+                    "meter-b", "hour", index, energy_kwh=0.4, anomaly_score=0.1, is_anomaly=False
+                )
+            )
+        windows.append(
+            window("meter-a", "day", day, energy_kwh=12.0, anomaly_score=0.3, is_anomaly=False)
+        )
+    await PostgresSink(pg_pool).write(windows)
+    assert await PostgresRepository(pg_pool).ping() is not False
+    review_date = (T0 + timedelta(days=day_index)).date().isoformat()
+    worker = make_worker(Settings(), pg_pool)
+    job = await run(worker, jobs, "anomaly_review", {"date": review_date})
+    assert job.status == "succeeded", job.error
+    result = job.result
+    assert result is not None
+    assert result["date"] == review_date
+    assert result["windows_flagged"] == 1 and result["devices_flagged"] == 1
+    assert result["windows_scored"] == 2 * 24 + 1
+    device = result["devices"][0]
+    assert device["device_id"] == "meter-a" and device["usual_day_kwh"] == pytest.approx(12.0)
+    top = result["top_windows"][0]
+    assert top["anomaly_score"] == pytest.approx(0.95)
+    assert top["usual_kwh"] == pytest.approx(0.5) and top["ratio_to_usual"] == pytest.approx(10.0)
+
+
+async def test_rollup_job_sums_the_hour_and_names_silent_devices(
+    pg_pool: Any, jobs: PostgresJobStore
+) -> None:
+    from storage.base import DeviceSeen
+    from storage.postgres import PostgresRepository
+    from tests.storage.helpers import T0, window
+
+    await PostgresSink(pg_pool).write(
+        [
+            window("meter-a", "hour", 5, energy_kwh=1.5, cost="0.45"),
+            window(
+                "meter-b",
+                "hour",
+                5,
+                energy_kwh=0.5,
+                cost="0.15",
+                anomaly_score=0.9,
+                is_anomaly=True,
+            ),
+            window("meter-a", "hour", 6, energy_kwh=9.0),
+        ]
+    )
+    hour = T0 + timedelta(hours=5)
+    await PostgresRepository(pg_pool).upsert_devices(
+        [
+            DeviceSeen("meter-a", T0, hour, {}),
+            DeviceSeen("meter-b", T0, hour, {}),
+            DeviceSeen("meter-quiet", T0, hour - timedelta(hours=2), {}),
+            DeviceSeen("meter-gone", T0 - timedelta(days=3), T0 - timedelta(days=2), {}),
+        ]
+    )
+    worker = make_worker(Settings(), pg_pool)
+    job = await run(worker, jobs, "rollup", {"hour": hour.isoformat()})
+    assert job.status == "succeeded", job.error
+    result = job.result
+    assert result is not None
+    assert result["devices_reporting"] == 2
+    assert result["energy_kwh"] == pytest.approx(2.0)
+    assert result["cost"] == {"EUR": "0.600000000"} or result["cost"]["EUR"].startswith("0.6")
+    assert result["windows_flagged"] == 1
+    assert result["silent_devices"] == ["meter-quiet"] and result["devices_silent"] == 1
+
+
+def test_rollup_hour_must_be_on_the_hour() -> None:
+    from pydantic import ValidationError
+
+    model = JOB_PARAMETERS["rollup"]
+    assert model.model_validate({"hour": "2026-11-27T10:30:00+05:30"}).get("hour") is not None
+    with pytest.raises(ValidationError, match="start of a UTC hour"):
+        model.model_validate({"hour": "2026-11-27T10:30:00Z"})
+    with pytest.raises(ValidationError):
+        model.model_validate({"hour": "2026-11-27T10:00:00"})  # no offset

@@ -23,6 +23,7 @@ from service.settings import Settings
 from storage.jobs import PostgresJobStore
 from storage.postgres import create_pool
 from tests.api.fakes import FakeKafka
+from tests.api.tokens import AUTH_SETTINGS, bearer
 from tests.plugins.kafka import read_topic
 
 with warnings.catch_warnings():
@@ -54,9 +55,9 @@ def publisher() -> RecordingPublisher:
 
 @pytest.fixture
 def client(tmp_path: Path, pg_database: str, publisher: RecordingPublisher) -> Iterator[TestClient]:
-    settings = Settings(database_url=SecretStr(pg_database), data_dir=tmp_path)
+    settings = Settings(database_url=SecretStr(pg_database), data_dir=tmp_path, **AUTH_SETTINGS)
     app = create_app(settings, kafka=FakeKafka(), job_publisher=publisher)
-    with TestClient(app, raise_server_exceptions=False) as test_client:
+    with TestClient(app, raise_server_exceptions=False, headers=bearer()) as test_client:
         yield test_client
 
 

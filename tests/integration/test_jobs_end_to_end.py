@@ -60,6 +60,7 @@ def job_worker(env: dict[str, str], tmp_path: Path) -> Iterator[WorkerProcess]:
 @pytest.fixture
 def api(env: dict[str, str], tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(
+        auth_disabled=True,
         database_url=SecretStr(env["DATABASE_URL"]),
         kafka_broker_url=env["KAFKA_BROKER_URL"],
         jobs_topic=env["JOBS_TOPIC"],
@@ -198,6 +199,7 @@ async def test_cancelled_failed_and_orphaned_jobs(
     # A job whose energy.jobs message is lost (published while the broker was unknown).
     lost_api = create_app(
         Settings(
+            auth_disabled=True,
             database_url=SecretStr(env["DATABASE_URL"]),
             kafka_broker_url="127.0.0.1:1",
             jobs_topic=env["JOBS_TOPIC"],
@@ -267,3 +269,38 @@ async def test_a_job_running_on_a_killed_worker_is_failed_by_the_next_one(
     finally:
         first.stop()
         second.stop()
+
+
+def test_timers_record_their_runs_as_jobs(
+    env: dict[str, str], api: TestClient, tmp_path: Path
+) -> None:
+    """Every-minute schedules: the leader creates the roll-up, anomaly review and cleanup
+    jobs (one per slot) and runs them; they show in GET /api/v1/jobs."""
+    every_minute = {
+        "SCHEDULE_ROLLUP": "* * * * *",
+        "SCHEDULE_ANOMALY_REVIEW": "* * * * *",
+        "SCHEDULE_CLEANUP": "* * * * *",
+    }
+    worker = WorkerProcess({**env, **every_minute}, tmp_path / "timers.log")
+    try:
+        worker.start()
+        worker.wait_ready()
+        deadline = time.monotonic() + 120
+        done: dict[str, dict[str, Any]] = {}
+        while time.monotonic() < deadline and len(done) < 3:
+            for kind in ("rollup", "anomaly_review", "cleanup"):
+                page = api.get("/api/v1/jobs", params={"kind": kind}).json()
+                finished = [j for j in page["items"] if j["status"] in ("succeeded", "failed")]
+                if finished:
+                    done[kind] = finished[0]
+            time.sleep(1.0)
+        assert set(done) == {"rollup", "anomaly_review", "cleanup"}, worker.tail()
+        assert all(job["status"] == "succeeded" for job in done.values()), done
+        assert "devices_reporting" in done["rollup"]["result"]
+        assert "windows_flagged" in done["anomaly_review"]["result"]
+        assert "metrics_deleted" in done["cleanup"]["result"]
+        # one job per kind and slot, however often the timer fired within the slot
+        cleanups = api.get("/api/v1/jobs", params={"kind": "cleanup"}).json()["items"]
+        assert len(cleanups) == 1
+    finally:
+        worker.stop()
