@@ -51,6 +51,9 @@ app = faust.App(
     broker_commit_every=1000,
     broker_commit_interval=1.0,
     producer_max_batch_size=settings.producer_max_batch_size,
+    # A record larger than this stalls its partition (Faust's default is 1 MiB); the broker's
+    # own limit (message.max.bytes) is what bounds a message.
+    consumer_max_fetch_size=64 * 1024 * 1024,
     consumer_auto_offset_reset="earliest",
     web_enabled=False,
     datadir=str(settings.data_dir / "faust" / settings.app_id),

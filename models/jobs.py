@@ -8,8 +8,8 @@ worker hands the validated model to the kind's runner (agents/jobs/registry.py).
 
 from __future__ import annotations
 
-import re
 import datetime as dt
+import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
