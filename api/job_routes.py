@@ -21,7 +21,7 @@ from models.jobs import (
     AggregateParameters,
     ArtifactsResponse,
     Job,
-    JobRequest,
+    JobRequestSchema,
     JobsParams,
     JobsResponse,
 )
@@ -60,7 +60,7 @@ JOB_ENDPOINTS: tuple[Endpoint, ...] = (
         f"header) for its status. `device_batch` takes at most {DEVICE_BATCH_MAX_READINGS} "
         "readings (and the body at most 1 MiB).",
         tag="jobs",
-        body=JobRequest,
+        body=JobRequestSchema,
         extra_models=tuple(JOB_PARAMETERS.values()),
         responses={202: ResponseSpec("The job, recorded as pending.", Job)},
         extra_problems=UNAVAILABLE,

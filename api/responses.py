@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -26,7 +28,23 @@ def _default(value: object) -> object:
 
 def dumps(content: object) -> bytes:
     """JSON bytes; datetimes as RFC 3339 with ``Z`` for UTC, decimals as exact strings."""
-    return orjson.dumps(content, default=_default, option=_ORJSON_OPTIONS)
+    try:
+        return orjson.dumps(content, default=_default, option=_ORJSON_OPTIONS)
+    except TypeError as exc:
+        if "64-bit" not in str(exc):
+            raise
+    # An integer beyond 64 bits (echoed client data, e.g. a device_batch reading): valid
+    # JSON that orjson cannot write; the standard library can.
+    return json.dumps(
+        content, default=_default_stdlib, ensure_ascii=False, separators=(",", ":")
+    ).encode()
+
+
+def _default_stdlib(value: object) -> object:
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return _default(value)
 
 
 class JSONResponse(Response):

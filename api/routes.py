@@ -120,7 +120,29 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 
 
 def routes() -> list[Route]:
-    return [Route(e.path, e.handler, methods=[e.method], name=e.operation_id) for e in ENDPOINTS]
+    """One route per path, dispatching by method, so a 405 lists every allowed method."""
+    by_path: dict[str, list[Endpoint]] = {}
+    for endpoint in ENDPOINTS:
+        by_path.setdefault(endpoint.path, []).append(endpoint)
+    out = []
+    for path, endpoints in by_path.items():
+        if len(endpoints) == 1:
+            e = endpoints[0]
+            out.append(Route(path, e.handler, methods=[e.method], name=e.operation_id))
+            continue
+        handlers = {e.method: e.handler for e in endpoints}
+        if "GET" in handlers:
+            handlers.setdefault("HEAD", handlers["GET"])
+
+        async def dispatch(
+            request: Request[AppState], handlers: dict[str, Any] = handlers
+        ) -> Response:
+            response: Response = await handlers[request.method](request)
+            return response
+
+        name = "|".join(e.operation_id for e in endpoints)
+        out.append(Route(path, dispatch, methods=list(handlers), name=name))
+    return out
 
 
 @cache

@@ -11,10 +11,18 @@ from __future__ import annotations
 import datetime as dt
 import re
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    ValidationInfo,
+    field_validator,
+)
 
 from models.metrics import Period
 
@@ -89,11 +97,12 @@ def _unique(values: list[Any] | None, what: str) -> list[Any] | None:
 class DeviceFilter(JobParameters):
     """An optional list of devices to restrict a job to."""
 
-    device_ids: list[str] | None = Field(
+    device_ids: list[Annotated[str, Field(pattern=DEVICE_ID_PATTERN)]] | None = Field(
         default=None,
         min_length=1,
         max_length=MAX_DEVICE_IDS,
         description="Only these devices (default: every device).",
+        json_schema_extra={"uniqueItems": True},
     )
 
     @field_validator("device_ids")
@@ -112,6 +121,7 @@ class AggregateParameters(TimeRange, DeviceFilter):
         default=None,
         min_length=1,
         description="Only these periods, a subset of hour, day, week, month (default: all).",
+        json_schema_extra={"uniqueItems": True},
     )
 
     @field_validator("periods")
@@ -145,6 +155,7 @@ class ReportParameters(TimeRange, DeviceFilter):
         default_factory=lambda: list(REPORT_FORMATS),
         min_length=1,
         description="Artifacts to produce, a subset of csv, json, html (default: all).",
+        json_schema_extra={"uniqueItems": True},
     )
 
     @field_validator("formats")
@@ -163,6 +174,15 @@ class AnomalyReviewParameters(JobParameters):
         default=None,
         description="The local calendar day in `TIMEZONE`, `YYYY-MM-DD` (default: yesterday).",
     )
+
+    @field_validator("date", mode="before")
+    @classmethod
+    def _iso_date(cls, value: object) -> object:
+        if value is None or isinstance(value, dt.date):
+            return value
+        if not isinstance(value, str) or re.fullmatch(r"\d{4}-\d{2}-\d{2}", value) is None:
+            raise ValueError("must be a date as YYYY-MM-DD")
+        return value
 
 
 class RollupParameters(JobParameters):
@@ -244,6 +264,28 @@ class JobRequest(BaseModel):
     parameters: dict[str, Any] = Field(
         default_factory=dict, description="The parameters of the kind (see its schema)."
     )
+
+
+def _request_variant(kind: str, model: type[JobParameters]) -> type[BaseModel]:
+    required = any(f.is_required() for f in model.model_fields.values())
+    annotations = {"kind": Literal[kind], "parameters": model}  # type: ignore[valid-type]
+    namespace: dict[str, Any] = {
+        "__annotations__": annotations,
+        "__doc__": f"A `{kind}` job: {model.__doc__ or ''}".strip(),
+        "model_config": ConfigDict(extra="forbid"),
+    }
+    if not required:
+        namespace["parameters"] = Field(default_factory=model)
+    return type(f"{model.__name__.removesuffix('Parameters')}JobRequest", (BaseModel,), namespace)
+
+
+# The body of `POST /api/v1/jobs` as documented: one variant per kind, told apart by `kind`.
+# The handler validates with JobRequest and the kind's model, which accept exactly the same.
+_VARIANTS = tuple(_request_variant(k, m) for k, m in JOB_PARAMETERS.items())
+JobRequestSchema: type[BaseModel] = RootModel[  # type: ignore[misc]
+    Annotated[Union[_VARIANTS], Field(discriminator="kind")]  # type: ignore[valid-type]  # noqa: UP007
+]
+JobRequestSchema.__doc__ = "Body of `POST /api/v1/jobs`: a kind and its parameters."
 
 
 class JobsParams(BaseModel):

@@ -376,11 +376,19 @@ class PostgresJobStore:
         self, windows: Sequence[WindowAggregate]
     ) -> dict[tuple[str, str, datetime], int]:
         """The stored revision of each window's key, where a row exists."""
+        return {key: row[0] for key, row in (await self.stored_rows(windows)).items()}
+
+    async def stored_rows(
+        self, windows: Sequence[WindowAggregate]
+    ) -> dict[tuple[str, str, datetime], tuple[int, float | None, bool | None]]:
+        """(revision, anomaly_score, is_anomaly) stored for each window's key, where a row
+        exists."""
         if not windows:
             return {}
         with _mapped_errors():
             rows = await self._pool.fetch(
-                "SELECT m.device_id, m.period, m.window_start, m.revision FROM metrics m"
+                "SELECT m.device_id, m.period, m.window_start, m.revision, m.anomaly_score,"
+                " m.is_anomaly FROM metrics m"
                 " JOIN unnest($1::text[], $2::text[], $3::timestamptz[]) AS k(d, p, s)"
                 " ON m.device_id = k.d AND m.period = k.p AND m.window_start = k.s",
                 [w.device_id for w in windows],
@@ -388,7 +396,14 @@ class PostgresJobStore:
                 [w.window_start for w in windows],
                 timeout=self._timeout,
             )
-        return {(r["device_id"], r["period"], r["window_start"]): r["revision"] for r in rows}
+        return {
+            (r["device_id"], r["period"], r["window_start"]): (
+                r["revision"],
+                r["anomaly_score"],
+                r["is_anomaly"],
+            )
+            for r in rows
+        }
 
     # -- retention -----------------------------------------------------------------------
     async def delete_metrics_before(self, period: str, days: float) -> int:

@@ -20,21 +20,29 @@ async def write_windows(
     emit it again) gets the stored revision + 1, or 0 when none is stored: it replaces the
     stored row. A window still ``open_`` keeps the stored revision: it replaces the row only
     if its values differ, and the stream's next emission of it (a higher revision) still wins.
+    Stored anomaly scores are carried over (jobs do not score).
     """
     windows = [*final, *open_]
-    stored: dict[tuple[str, str, datetime], int] = {}
+    stored: dict[tuple[str, str, datetime], tuple[int, float | None, bool | None]] = {}
     for chunk in _chunks(windows):
-        stored.update(await ctx.store.stored_revisions(chunk))
+        stored.update(await ctx.store.stored_rows(chunk))
     open_keys = {_key(w) for w in open_}
     out: list[WindowAggregate] = []
     for window in windows:
         key = _key(window)
-        revision = stored.get(key)
-        if key in open_keys:
-            revision = 0 if revision is None else revision
+        row = stored.get(key)
+        update: dict[str, object] = {}
+        if row is None:
+            update["revision"] = 0
         else:
-            revision = 0 if revision is None else revision + 1
-        out.append(window.model_copy(update={"revision": revision}))
+            revision, score, flagged = row
+            update["revision"] = revision if key in open_keys else revision + 1
+            # The anomaly score is the online detector's judgement of the window, made when
+            # the stream emitted it; a recompute keeps it rather than erase it.
+            if window.anomaly_score is None:
+                update["anomaly_score"] = score
+                update["is_anomaly"] = flagged
+        out.append(window.model_copy(update=update))
     for chunk in _chunks(out):
         await ctx.sink.write(chunk)
     return out

@@ -118,6 +118,10 @@ CROSS_FIELD_RULES = frozenset(
     {
         ("cursor", "is not a cursor issued by this service"),
         ("start", "must not be after end"),
+        # job bodies: orderings and alignments a JSON schema cannot state
+        ("end", "must be after start"),
+        ("parameters.end", "must be after start"),
+        ("parameters.hour", "must be the start of a UTC hour"),
     }
 )
 # What a schema-valid request may meet besides success (as schemathesis' own check).
