@@ -282,10 +282,13 @@ def _request_variant(kind: str, model: type[JobParameters]) -> type[BaseModel]:
 # The body of `POST /api/v1/jobs` as documented: one variant per kind, told apart by `kind`.
 # The handler validates with JobRequest and the kind's model, which accept exactly the same.
 _VARIANTS = tuple(_request_variant(k, m) for k, m in JOB_PARAMETERS.items())
-JobRequestSchema: type[BaseModel] = RootModel[  # type: ignore[misc]
-    Annotated[Union[_VARIANTS], Field(discriminator="kind")]  # type: ignore[valid-type]  # noqa: UP007
-]
-JobRequestSchema.__doc__ = "Body of `POST /api/v1/jobs`: a kind and its parameters."
+
+
+class JobRequestBody(RootModel[Annotated[Union[_VARIANTS], Field(discriminator="kind")]]):  # type: ignore[misc,valid-type]  # noqa: UP007
+    """Body of `POST /api/v1/jobs`: a kind and its parameters."""
+
+
+JobRequestSchema: type[BaseModel] = JobRequestBody
 
 
 class JobsParams(BaseModel):
