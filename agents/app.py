@@ -110,46 +110,32 @@ jobs_topic = app.topic(
     internal=True,
 )
 
-# Tables derive serializers from key/value types; ours are codecs, so the changelog topic
-# is declared here with them, and the table is told to use the same.
-device_changelog = app.topic(
-    f"{settings.app_id}-device-state-changelog",
-    key_serializer="utf8",
-    value_serializer="device_state",
-    partitions=settings.topic_partitions,
-    compacting=True,
-    deleting=False,
-    acks=False,
-    internal=True,
-)
-device_table = app.Table(
-    "device-state",
-    partitions=settings.topic_partitions,
-    default=None,
-    changelog_topic=device_changelog,
-)
-device_table.key_serializer = "utf8"  # type: ignore[attr-defined]
-device_table.value_serializer = "device_state"  # type: ignore[attr-defined]
 
+def _keyed_table(name: str, value_serializer: str) -> Any:
+    """A table keyed by device_id (utf8). Tables derive serializers from key/value types;
+    ours are codecs, so the changelog topic is declared here with them, and the table is
+    told to use the same."""
+    changelog = app.topic(
+        f"{settings.app_id}-{name}-changelog",
+        key_serializer="utf8",
+        value_serializer=value_serializer,
+        partitions=settings.topic_partitions,
+        compacting=True,
+        deleting=False,
+        acks=False,
+        internal=True,
+    )
+    table = app.Table(
+        name, partitions=settings.topic_partitions, default=None, changelog_topic=changelog
+    )
+    table.key_serializer = "utf8"  # type: ignore[attr-defined]
+    table.value_serializer = value_serializer  # type: ignore[attr-defined]
+    return table
+
+
+device_table = _keyed_table("device-state", "device_state")
 # Anomaly baselines per device (agents/scoring.py), written with the device states.
-baseline_changelog = app.topic(
-    f"{settings.app_id}-anomaly-baselines-changelog",
-    key_serializer="utf8",
-    value_serializer="raw",
-    partitions=settings.topic_partitions,
-    compacting=True,
-    deleting=False,
-    acks=False,
-    internal=True,
-)
-baseline_table = app.Table(
-    "anomaly-baselines",
-    partitions=settings.topic_partitions,
-    default=None,
-    changelog_topic=baseline_changelog,
-)
-baseline_table.key_serializer = "utf8"  # type: ignore[attr-defined]
-baseline_table.value_serializer = "raw"  # type: ignore[attr-defined]
+baseline_table = _keyed_table("anomaly-baselines", "raw")
 
 resources = WorkerResources(
     settings,

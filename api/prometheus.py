@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.state import AppState
-from api.stats import STALE_AFTER_S, consumer_lag, load_worker_stats, worker_stats
+from api.stats import STALE_AFTER_S, consumer_lag, load_worker_stats, parse_workers
 from models.api import ConsumerLag, WorkerStats
 
 log = logging.getLogger(__name__)
@@ -231,13 +231,7 @@ async def prometheus_metrics(request: Request[AppState]) -> Response:
         load_worker_stats(state),
         consumer_lag(state["kafka"], settings.app_id, settings.readings_topic),
     )
-    now = datetime.now(UTC)
-    workers = []
-    for record in records:
-        try:
-            workers.append(worker_stats(record, now, STALE_AFTER_S))
-        except (KeyError, TypeError, ValueError) as exc:
-            log.warning("skipping a malformed worker stats record", extra={"error": repr(exc)})
+    workers = parse_workers(records, datetime.now(UTC))
     jobs: list[Mapping[str, Any]] = []
     job_stats = getattr(state["stats_store"], "job_metrics", None)
     if job_stats is not None:

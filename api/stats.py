@@ -39,13 +39,7 @@ async def stats(request: Request[AppState]) -> Response:
         _job_counts(state),
     )
     now = datetime.now(UTC)
-    workers = []
-    for record in records:
-        try:
-            workers.append(worker_stats(record, now, STALE_AFTER_S))
-        except (KeyError, TypeError, ValueError) as exc:
-            log.warning("skipping a malformed worker stats record", extra={"error": repr(exc)})
-    workers.sort(key=lambda worker: worker.worker_id)
+    workers = parse_workers(records, now)
     body = StatsResponse(
         generated_at=now,
         stale_after_s=STALE_AFTER_S,
@@ -74,6 +68,18 @@ async def load_worker_stats(state: AppState) -> list[dict[str, Any]]:
         raise DependencyUnavailable(
             "database", f"worker stats could not be read: {type(exc).__name__}"
         ) from exc
+
+
+def parse_workers(records: Sequence[Mapping[str, Any]], now: datetime) -> list[WorkerStats]:
+    """The stored records as WorkerStats by worker id; malformed ones are logged and skipped."""
+    workers = []
+    for record in records:
+        try:
+            workers.append(worker_stats(record, now, STALE_AFTER_S))
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("skipping a malformed worker stats record", extra={"error": repr(exc)})
+    workers.sort(key=lambda worker: worker.worker_id)
+    return workers
 
 
 def worker_stats(record: Mapping[str, Any], now: datetime, stale_after_s: float) -> WorkerStats:

@@ -138,12 +138,16 @@ def messages_from_readings(
     readings: Iterable[dict[str, str | float]], batch: int = 1
 ) -> Iterator[Message]:
     """Messages for reading objects, keyed by device, arrays of ``batch`` per device."""
+    return _batched(((str(r["device_id"]), orjson.dumps(r)) for r in readings), batch)
+
+
+def _batched(readings: Iterable[tuple[str | None, bytes]], batch: int) -> Iterator[Message]:
+    """(device_id, reading JSON) as one message each, or per-device arrays of ``batch``
+    (a reading without a device id always goes alone)."""
     pending: dict[str, list[bytes]] = {}
-    for reading in readings:
-        key = str(reading["device_id"])
-        value = orjson.dumps(reading)
-        if batch <= 1:
-            yield Message(value, key.encode(), 1)
+    for key, value in readings:
+        if batch <= 1 or key is None:
+            yield Message(value, key.encode() if key else None, 1)
             continue
         group = pending.setdefault(key, [])
         group.append(value)
@@ -248,20 +252,13 @@ def readings_from_csv(lines: Iterable[bytes]) -> Iterator[dict[str, object]]:
 
 def messages_from_csv(lines: Iterable[bytes], batch: int = 1) -> Iterator[Message]:
     """Messages from a CSV file: one reading per message, or per-device arrays."""
-    pending: dict[str, list[bytes]] = {}
-    for reading in readings_from_csv(lines):
-        device_id = reading.get("device_id")
-        key = device_id if isinstance(device_id, str) else None
-        value = orjson.dumps(reading)
-        if batch <= 1 or key is None:
-            yield Message(value, key.encode() if key else None, 1)
-            continue
-        group = pending.setdefault(key, [])
-        group.append(value)
-        if len(group) >= batch:
-            yield _array(key, pending.pop(key))
-    for key, group in pending.items():
-        yield _array(key, group)
+
+    def pairs() -> Iterator[tuple[str | None, bytes]]:
+        for reading in readings_from_csv(lines):
+            device_id = reading.get("device_id")
+            yield (device_id if isinstance(device_id, str) else None), orjson.dumps(reading)
+
+    return _batched(pairs(), batch)
 
 
 def read_lines(path: str, progress: Progress | None = None) -> Iterator[bytes]:

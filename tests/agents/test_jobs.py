@@ -11,7 +11,6 @@ from uuid import UUID
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from agents.jobs.context import JobContext
@@ -24,6 +23,7 @@ from storage.jobs import PostgresJobStore
 from storage.postgres import PostgresSink
 from streams.timeparse import datetime_to_us, format_us
 from tests.integration.dataset import SPAN_S, START_S, build
+from tests.integration.test_worker_end_to_end import produce
 from tests.oracle import compute
 
 pytestmark = pytest.mark.integration
@@ -65,17 +65,6 @@ def make_worker(settings: Settings, pool: Any, **kwargs: Any) -> JobWorker:
     return JobWorker(
         settings, worker_id="test-worker", sink=PostgresSink(pool), pool=pool, **kwargs
     )
-
-
-async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-    await producer.start()
-    try:
-        for key, value in messages:
-            await producer.send(topic, value, key=key)
-        await producer.flush()
-    finally:
-        await producer.stop()
 
 
 async def run(worker: JobWorker, store: PostgresJobStore, kind: str, params: dict[str, Any]) -> Job:
