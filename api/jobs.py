@@ -84,8 +84,43 @@ async def _submit(request: Request[AppState], kind: str, parameters: BaseModel) 
     )
 
 
+def storable_text_errors(doc: Any, path: str = "") -> list[FieldError]:
+    """PostgreSQL's jsonb cannot hold NUL characters or unpaired surrogates: name where the
+    document has one, so the request is refused (400) instead of failing to store."""
+    errors: list[FieldError] = []
+
+    def bad(text: str) -> bool:
+        return "\x00" in text or any(0xD800 <= ord(c) <= 0xDFFF for c in text)
+
+    def walk(value: Any, where: str) -> None:
+        if len(errors) >= 10:
+            return
+        if isinstance(value, str):
+            if bad(value):
+                errors.append(FieldError(field=where or "body", message=_UNSTORABLE))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                child = f"{where}.{key}" if where else str(key)
+                if bad(str(key)):
+                    errors.append(FieldError(field=where or "body", message=_UNSTORABLE))
+                    continue
+                walk(item, child)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{where}.{index}" if where else str(index))
+
+    walk(doc, path)
+    return errors
+
+
+_UNSTORABLE = "must not contain NUL characters or unpaired surrogates"
+
+
 async def create_job(request: Request[AppState]) -> Response:
     doc = await json_body(request)
+    unstorable = storable_text_errors(doc)
+    if unstorable:
+        raise InvalidParameters(unstorable)
     try:
         body = JobRequest.model_validate(doc)
     except ValidationError as exc:

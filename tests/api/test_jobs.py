@@ -337,3 +337,14 @@ async def test_real_publisher_sends_the_job_id_keyed_by_it(
     unreachable = AiokafkaJobPublisher("127.0.0.1:1", topic, timeout=1.0)
     assert await unreachable.publish(job_id, "cleanup") is False
     await unreachable.close()
+
+
+def test_text_postgresql_cannot_store_is_refused_naming_the_field(client: TestClient) -> None:
+    body = {
+        "kind": "device_batch",
+        "parameters": {"device_id": "m-1", "readings": [{"note": "a\u0000b", "\u0000": 1}]},
+    }
+    response = client.post("/api/v1/jobs", json=body)
+    assert response.status_code == 400, response.text
+    fields = {error["field"] for error in response.json()["errors"]}
+    assert fields == {"parameters.readings.0.note", "parameters.readings.0"}
