@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint bench eval-anomaly clean clean-data distclean check-python
+.PHONY: help run test lint bench soak load eval-anomaly clean clean-data distclean check-python
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -25,6 +25,12 @@ lint: $(STAMP)  ## ruff check, ruff format --check, mypy --strict
 
 bench: $(STAMP)  ## run the benchmark (python -m bench)
 	$(BIN)/python -m bench
+
+soak: $(STAMP)  ## sustained stream through the worker, memory and lag sampled (SOAK_MINUTES=10)
+	$(BIN)/python -m tests.load.soak
+
+load: $(STAMP)  ## API: 200 concurrent clients over 1M stored windows, latency and plans
+	$(BIN)/python -m tests.load.api_load
 
 eval-anomaly: $(STAMP)  ## online anomaly scores vs batch IsolationForest on labelled data (~1 min)
 	$(BIN)/python -m eval

@@ -41,6 +41,8 @@ PROBLEM_TYPES: Mapping[str, str] = {
     "longer than `JOB_RETENTION_DAYS` ago and was cleaned up).",
     "/docs#problem-job-finished": "The job already finished (succeeded, failed or "
     "cancelled), so it cannot be cancelled.",
+    "/docs#problem-job-not-retryable": "Only a failed or cancelled job can be retried; this "
+    "one is pending, running or succeeded.",
 }
 RETRY_AFTER_S = 5
 

@@ -12,6 +12,7 @@ from api.jobs import (
     get_job,
     list_artifacts,
     list_jobs,
+    retry_job,
 )
 from api.openapi import Endpoint, ResponseSpec, problem
 from models.jobs import (
@@ -92,6 +93,24 @@ JOB_ENDPOINTS: tuple[Endpoint, ...] = (
             202: ResponseSpec("The running job, asked to stop.", Job),
             404: NOT_FOUND,
             409: problem("The job already finished."),
+        },
+        extra_problems=UNAVAILABLE,
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/jobs/{job_id}/retry",
+        retry_job,
+        operation_id="retryJob",
+        summary="Run a failed or cancelled job again",
+        description="Records a new job with the same kind and parameters (status "
+        "`pending`, a new id; the `Location` header points to it) and publishes it, as "
+        "`POST /api/v1/jobs` would. The failed or cancelled job stays as it was.",
+        tag="jobs",
+        path_params=JOB_ID,
+        responses={
+            202: ResponseSpec("The new job, recorded as pending.", Job),
+            404: NOT_FOUND,
+            409: problem("The job is pending, running or succeeded: nothing to retry."),
         },
         extra_problems=UNAVAILABLE,
     ),

@@ -35,6 +35,8 @@ from storage.jobs import JobAlreadyFinished, JobNotFound
 
 JOB_NOT_FOUND = "/docs#problem-job-not-found"
 JOB_FINISHED = "/docs#problem-job-finished"
+JOB_NOT_RETRYABLE = "/docs#problem-job-not-retryable"
+RETRYABLE_STATUSES = frozenset({"failed", "cancelled"})
 
 
 class JobNotFoundError(ApiError):
@@ -187,6 +189,29 @@ async def cancel_job(request: Request[AppState]) -> Response:
             type_=JOB_FINISHED,
         ) from exc
     return JSONResponse(job_json(job), status_code=200 if job.finished else 202)
+
+
+async def retry_job(request: Request[AppState]) -> Response:
+    """A new job with the kind and parameters of a failed or cancelled one (the old job
+    stays as it is, for the record)."""
+    job_id = _job_id(request)
+    job = await request.state["jobs"].get(job_id)
+    if job is None:
+        raise JobNotFoundError(job_id)
+    if job.status not in RETRYABLE_STATUSES:
+        raise _not_retryable(f"job {job_id} is {job.status}; only a failed or cancelled job")
+    model = JOB_PARAMETERS.get(job.kind)
+    if model is None:
+        raise _not_retryable(f"job {job_id} is of kind {job.kind!r}, which cannot be requested")
+    try:
+        parameters = model.model_validate(job.parameters)
+    except ValidationError as exc:
+        raise _not_retryable(f"job {job_id} has parameters no longer valid") from exc
+    return await _submit(request, job.kind, parameters)
+
+
+def _not_retryable(why: str) -> ApiError:
+    return ApiError(409, "Job not retryable", f"{why} can be retried", type_=JOB_NOT_RETRYABLE)
 
 
 async def list_artifacts(request: Request[AppState]) -> Response:

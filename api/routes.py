@@ -13,7 +13,7 @@ from api.docs import render_docs
 from api.health import health, ready
 from api.job_routes import JOB_ENDPOINTS
 from api.metrics import metrics
-from api.openapi import Endpoint, ResponseSpec, build_openapi
+from api.openapi import Endpoint, Handler, ResponseSpec, build_openapi
 from api.prometheus import prometheus_metrics
 from api.responses import dumps
 from api.state import AppState
@@ -120,29 +120,32 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 
 
 def routes() -> list[Route]:
-    """One route per path, dispatching by method, so a 405 lists every allowed method."""
+    """One route per path: Starlette answers 405 from the first route whose path matches,
+    so endpoints sharing a path (GET and POST /api/v1/jobs) must share a route for its
+    ``Allow`` header to list every method."""
     by_path: dict[str, list[Endpoint]] = {}
     for endpoint in ENDPOINTS:
         by_path.setdefault(endpoint.path, []).append(endpoint)
-    out = []
-    for path, endpoints in by_path.items():
-        if len(endpoints) == 1:
-            e = endpoints[0]
-            out.append(Route(path, e.handler, methods=[e.method], name=e.operation_id))
-            continue
-        handlers = {e.method: e.handler for e in endpoints}
-        if "GET" in handlers:
-            handlers.setdefault("HEAD", handlers["GET"])
+    return [
+        Route(
+            path,
+            _by_method({e.method: e.handler for e in shared}),
+            methods=[e.method for e in shared],
+            name=shared[0].operation_id,
+        )
+        for path, shared in by_path.items()
+    ]
 
-        async def dispatch(
-            request: Request[AppState], handlers: dict[str, Any] = handlers
-        ) -> Response:
-            response: Response = await handlers[request.method](request)
-            return response
 
-        name = "|".join(e.operation_id for e in endpoints)
-        out.append(Route(path, dispatch, methods=list(handlers), name=name))
-    return out
+def _by_method(handlers: dict[str, Handler]) -> Handler:
+    if len(handlers) == 1:
+        return next(iter(handlers.values()))
+
+    async def dispatch(request: Request[AppState]) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    return dispatch
 
 
 @cache

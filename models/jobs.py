@@ -88,6 +88,18 @@ class TimeRange(JobParameters):
         return value
 
 
+def _document_array(
+    schema: dict[str, Any], *, unique: bool, items_pattern: str | None = None
+) -> None:
+    """Say in the schema what the validators check: items unique, each matching a pattern
+    (on the array branch of an optional field's ``anyOf``)."""
+    for branch in schema.get("anyOf", [schema]):
+        if branch.get("type") == "array":
+            branch["uniqueItems"] = unique
+            if items_pattern is not None:
+                branch.setdefault("items", {})["pattern"] = items_pattern
+
+
 def _unique(values: list[Any] | None, what: str) -> list[Any] | None:
     if values is not None and len(set(values)) != len(values):
         raise ValueError(f"{what} must not repeat")
@@ -102,7 +114,9 @@ class DeviceFilter(JobParameters):
         min_length=1,
         max_length=MAX_DEVICE_IDS,
         description="Only these devices (default: every device).",
-        json_schema_extra={"uniqueItems": True},
+        json_schema_extra=lambda schema: _document_array(
+            schema, unique=True, items_pattern=DEVICE_ID_PATTERN
+        ),
     )
 
     @field_validator("device_ids")
@@ -121,7 +135,7 @@ class AggregateParameters(TimeRange, DeviceFilter):
         default=None,
         min_length=1,
         description="Only these periods, a subset of hour, day, week, month (default: all).",
-        json_schema_extra={"uniqueItems": True},
+        json_schema_extra=lambda schema: _document_array(schema, unique=True),
     )
 
     @field_validator("periods")
@@ -260,7 +274,12 @@ class JobRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: str = Field(description="One of " + ", ".join(f"`{k}`" for k in JOB_PARAMETERS) + ".")
+    # The enum is for the schema only: an unknown kind is refused by the handler, which
+    # names the kinds in its answer.
+    kind: str = Field(
+        description="One of " + ", ".join(f"`{k}`" for k in JOB_PARAMETERS) + ".",
+        json_schema_extra={"enum": list(JOB_PARAMETERS)},
+    )
     parameters: dict[str, Any] = Field(
         default_factory=dict, description="The parameters of the kind (see its schema)."
     )

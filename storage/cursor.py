@@ -43,7 +43,7 @@ def decode_cursor(cursor: str) -> CursorKey:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         value = json.loads(raw)
-    except (binascii.Error, ValueError) as exc:
+    except (binascii.Error, ValueError, RecursionError) as exc:  # deep nesting: RecursionError
         raise InvalidCursor("cursor is not valid") from exc
     if not (isinstance(value, list) and len(value) == 4 and value[0] == _VERSION):
         raise InvalidCursor("cursor is not valid")

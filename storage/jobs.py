@@ -91,7 +91,7 @@ def decode_job_cursor(cursor: str) -> tuple[datetime, UUID]:
             raise ValueError("not a jobs cursor")
         created_at = datetime.fromisoformat(value[1])
         job_id = UUID(value[2])
-    except (binascii.Error, ValueError, TypeError, AttributeError) as exc:
+    except (binascii.Error, ValueError, TypeError, AttributeError, RecursionError) as exc:
         raise InvalidCursor("cursor is not valid") from exc
     if created_at.tzinfo is None:
         raise InvalidCursor("cursor is not valid")

@@ -39,6 +39,7 @@ class Reading:
     # the message value (bytes) or, for an array element, the element object
     source: Any = None
     msg: int = 0  # index of the message within the caller's batch
+    element: int | None = None  # index in its array message (a late rejection's DLQ header)
 
 
 @dataclass(slots=True)
@@ -170,6 +171,7 @@ class ReadingDecoder:
         if isinstance(problem, Reading):
             problem.source = raw if raw is not None else doc
             problem.msg = msg
+            problem.element = index
             readings.append(problem)
             return
         reason, detail = problem

@@ -182,6 +182,7 @@ class StreamProcessor:
             f"{format_us(watermark)} (max accepted {format_us(state.max_ts)} minus GRACE)",
             reading_bytes(reading),
             device_id=reading.device_id,
+            element_index=reading.element,
             ts=reading.ts,
             msg=reading.msg,
         )

@@ -111,3 +111,14 @@ def test_one_access_log_line_per_request(
         ("GET", "/health", 200, logging.DEBUG),
     ]
     assert all(r.duration_ms >= 0 for r in lines)  # type: ignore[attr-defined]
+
+
+def test_405_lists_every_method_of_a_path_served_by_several_endpoints(
+    client: TestClient,
+) -> None:
+    """Regression: GET and POST /api/v1/jobs were two routes, and a 405 there listed only
+    the first one's methods (found by schemathesis after an endpoint was added)."""
+    response = client.request("OPTIONS", "/api/v1/jobs")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD, POST"
+    assert client.request("DELETE", "/api/v1/metrics").headers["allow"] == "GET, HEAD"

@@ -226,6 +226,46 @@ async def test_cancel_running_asks_it_to_stop(client: TestClient, pg_database: s
     assert body["status"] == "running" and body["cancel_requested_at"] is not None
 
 
+def test_retry_a_failed_or_cancelled_job_records_a_new_one(
+    client: TestClient, publisher: RecordingPublisher, pg_database: str
+) -> None:
+    failed = client.post("/api/v1/aggregate", json=RANGE).json()
+    sql(
+        pg_database,
+        "UPDATE jobs SET status = 'failed', error = 'worker w-1 stopped responding',"
+        " finished_at = now() WHERE id = $1",
+        UUID(failed["id"]),
+    )
+    retried = client.post(f"/api/v1/jobs/{failed['id']}/retry")
+    assert retried.status_code == 202, retried.text
+    job = retried.json()
+    assert job["id"] != failed["id"] and job["status"] == "pending"
+    assert (job["kind"], job["parameters"]) == (failed["kind"], failed["parameters"])
+    assert retried.headers["location"] == f"/api/v1/jobs/{job['id']}"
+    assert publisher.published[-1] == (UUID(job["id"]), "aggregate")
+    assert client.get(f"/api/v1/jobs/{failed['id']}").json()["status"] == "failed"
+
+    cancelled = client.post("/api/v1/jobs", json={"kind": "cleanup"}).json()
+    client.post(f"/api/v1/jobs/{cancelled['id']}/cancel")
+    assert client.post(f"/api/v1/jobs/{cancelled['id']}/retry").status_code == 202
+
+
+def test_retry_refuses_jobs_that_did_not_fail(client: TestClient, pg_database: str) -> None:
+    pending = client.post("/api/v1/jobs", json={"kind": "cleanup"}).json()
+    refused = client.post(f"/api/v1/jobs/{pending['id']}/retry")
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["type"] == "/docs#problem-job-not-retryable"
+    assert "pending" in refused.json()["detail"]
+    sql(
+        pg_database,
+        "UPDATE jobs SET status = 'failed', kind = 'gone' WHERE id = $1",
+        UUID(pending["id"]),
+    )
+    assert client.post(f"/api/v1/jobs/{pending['id']}/retry").status_code == 409
+    assert client.post(f"/api/v1/jobs/{uuid4()}/retry").status_code == 404
+    assert client.post("/api/v1/jobs/123/retry").status_code == 400
+
+
 async def test_list_filters_and_pages(client: TestClient) -> None:
     ids = [client.post("/api/v1/jobs", json={"kind": "cleanup"}).json()["id"] for _ in range(5)]
     client.post("/api/v1/aggregate", json=RANGE)

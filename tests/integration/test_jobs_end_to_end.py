@@ -268,6 +268,18 @@ async def test_a_job_running_on_a_killed_worker_is_failed_by_the_next_one(
         assert failed["status"] == "failed"
         assert failed["error"].startswith(f"worker {dead} stopped responding"), failed
         assert failed["finished_at"] is not None
+
+        # It can be run again: by its id (a new job, same parameters) or by requesting it
+        # again; both succeed on the new worker.
+        retried = api.post(f"/api/v1/jobs/{job_id}/retry")
+        assert retried.status_code == 202, retried.text
+        again = api.post("/api/v1/aggregate", json=body)
+        assert again.status_code == 202, again.text
+        for new_id in (retried.json()["id"], again.json()["id"]):
+            done = wait_job(api, new_id, {"failed", "succeeded"}, within=90)
+            assert done["status"] == "succeeded", (done, second.tail())
+            assert done["result"]["messages"] == len(messages)
+        assert api.get(f"/api/v1/jobs/{job_id}").json()["status"] == "failed"
     finally:
         first.stop()
         second.stop()

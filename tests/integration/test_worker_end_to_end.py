@@ -269,7 +269,8 @@ async def test_postgres_outage_mid_stream_loses_nothing(
     kafka_bootstrap: str, worker_env: dict[str, str], tmp_path: Path, server_dir: Path
 ) -> None:
     """Stop the worker's PostgreSQL mid-stream and start it again: the worker holds its
-    writes (one warning per sink), catches up, and stores exactly the oracle."""
+    writes (one warning per sink), catches up, and stores exactly the oracle; the API's
+    /ready names the database down during the outage and ready again after it."""
     from service.embedded.postgres import EmbeddedPostgres
     from service.ports import free_port
     from storage.migrations import migrate
@@ -277,21 +278,34 @@ async def test_postgres_outage_mid_stream_loses_nothing(
     server = EmbeddedPostgres(server_dir / "pg", port=free_port())
     dsn = await asyncio.to_thread(server.start)
     worker = WorkerProcess({**worker_env, "DATABASE_URL": dsn}, tmp_path / "outage.log")
+    settings = Settings(database_url=dsn, kafka_broker_url=kafka_bootstrap, auth_disabled=True)
     try:
         await migrate(dsn)
         data = build(seed=31, devices=5, now_s=time.time())
         want = expected(data)
         half = len(data.messages) // 2
-        worker.start()
-        worker.wait_ready()
-        await produce(kafka_bootstrap, worker_env["READINGS_TOPIC"], data.messages[:half])
-        await asyncio.sleep(3.0)
-        await asyncio.to_thread(server.stop)
-        await produce(kafka_bootstrap, worker_env["READINGS_TOPIC"], data.messages[half:])
-        await asyncio.sleep(6.0)  # the worker retries meanwhile
-        await asyncio.to_thread(server.start)
-        problems = await wait_for(dsn, want, within=float(os.environ.get("E2E_WAIT", "90")))
-        assert not problems, "\n".join(problems[:20]) + "\n" + worker.tail()
+        with TestClient(create_app(settings)) as api:
+            worker.start()
+            worker.wait_ready()
+            await produce(kafka_bootstrap, worker_env["READINGS_TOPIC"], data.messages[:half])
+            await asyncio.sleep(3.0)
+            assert database_status(api) == (200, "up")
+            await asyncio.to_thread(server.stop)
+            stopped = time.monotonic()
+            assert database_status(api)[1] == "down"
+            response = api.get("/ready")
+            assert response.status_code == 503 and "database" in response.json()["down"]
+            await produce(kafka_bootstrap, worker_env["READINGS_TOPIC"], data.messages[half:])
+            await asyncio.sleep(max(0.0, 6.0 - (time.monotonic() - stopped)))  # worker retries
+            assert database_status(api)[1] == "down"
+            await asyncio.to_thread(server.start)
+            problems = await wait_for(dsn, want, within=float(os.environ.get("E2E_WAIT", "90")))
+            assert not problems, "\n".join(problems[:20]) + "\n" + worker.tail()
+            assert database_status(api)[1] == "up"
+            deadline = time.monotonic() + 30  # the worker's next stats report clears `sinks`
+            while (response := api.get("/ready")).status_code != 200:
+                assert time.monotonic() < deadline, response.text
+                await asyncio.sleep(0.5)
         log = (tmp_path / "outage.log").read_text()
         # One warning per sink and outage; which sinks see it depends on what the batches
         # in flight during the outage carried (a batch closing no window writes no metrics).
@@ -303,6 +317,11 @@ async def test_postgres_outage_mid_stream_loses_nothing(
     finally:
         worker.stop()
         await asyncio.to_thread(server.stop)
+
+
+def database_status(api: TestClient) -> tuple[int, str]:
+    response = api.get("/ready")
+    return response.status_code, response.json()["checks"]["database"]["status"]
 
 
 async def test_three_partitions_with_a_miskeyed_device_equal_the_oracle(

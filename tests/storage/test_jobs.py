@@ -4,6 +4,7 @@ cancellation, stale detection, keyset pages, artifacts, counts and retention."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
@@ -151,6 +152,8 @@ async def test_list_filters_and_keyset_pages_newest_first(
         await store.list_jobs(JobsQuery(cursor="bm90LWEtY3Vyc29y"))
     with pytest.raises(InvalidCursor):
         decode_job_cursor("%%%")
+    with pytest.raises(InvalidCursor):  # deeper than the recursion limit: was a 500
+        decode_job_cursor(base64.urlsafe_b64encode(b"[" * 1500).decode())
 
 
 async def test_artifacts_saved_listed_downloaded_and_replaced(store: PostgresJobStore) -> None:

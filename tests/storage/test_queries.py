@@ -194,6 +194,8 @@ def _b64(value: object) -> str:
         _b64(["m1", "a" * 129, "hour", "2024-03-01T00:00:00+00:00"]),
         _b64(["m1", "a", "hour", "0001-01-01T00:00:00+14:00"]),
         _b64(["m1", "a", "hour", "9999-12-31T23:59:59-14:00"]),
+        # Nesting deeper than the recursion limit: json raised RecursionError (a 500).
+        base64.urlsafe_b64encode(b"[" * 1500).decode(),
     ],
 )
 async def test_bad_cursor_is_refused(store: Store, cursor: str) -> None:

@@ -366,3 +366,23 @@ def test_state_round_trips_through_serialisation() -> None:
     dumped = orjson.dumps(states["s"].dump())
     again = DeviceState.load(orjson.loads(dumped))
     assert orjson.dumps(again.dump()) == dumped
+
+
+def test_late_array_element_rejection_names_its_array_index() -> None:
+    """Regression: a late reading inside an array carried no element index, so its DLQ
+    record lacked the documented ``source.element`` header and two late elements of one
+    message could not be told apart (found by tests/integration/test_random_kills.py)."""
+    processor = StreamProcessor(ProcessingConfig())
+    states: dict[str, DeviceState] = {}
+    late = [
+        msg("w", "2026-05-01T09:00:00Z", power=1.0),
+        msg("w", "2026-05-01T08:00:00Z", energy=2.0),
+    ]
+    array = b"[" + msg("w", "2026-05-01T10:00:00Z", power=1.0) + b"," + b",".join(late) + b"]"
+    single = msg("w", "2026-05-01T07:00:00Z", power=1.0)
+    result = processor.process_messages([array, single], states, NOW, 0.0)
+    assert [(r.reason, r.msg, r.element_index, r.raw) for r in result.rejections] == [
+        ("late", 0, 1, late[0]),
+        ("late", 0, 2, late[1]),
+        ("late", 1, None, single),
+    ]
