@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from agents.pipeline import Message, ReadingPipeline
+from agents.pipeline import Message, ReadingPipeline, partition_for
 from agents.scoring import BaselineStore, PartitionScorers
 from models.metrics import WindowAggregate
 from service.endpoints import database_dsn
@@ -29,6 +29,10 @@ from streams.processor import StreamProcessor
 from streams.timeparse import format_us, us_to_datetime
 
 logger = logging.getLogger(__name__)
+
+# The key of the tombstone that closes each changelog write (see _write_changelog): not a
+# valid device id, so it never names table data; recovery applies it as a no-op delete.
+CHANGELOG_SEAL_KEY = b""
 
 
 class FaustOutputs:
@@ -98,21 +102,52 @@ class FaustOutputs:
             ]
             await self.r.devices_sink.write(rows)  # type: ignore[arg-type]
 
-    def save_states(self, states: Sequence[tuple[str, DeviceState]]) -> None:
+    async def save_states(self, states: Sequence[tuple[str, DeviceState]]) -> None:
         table = self.r.table
-        key_partition = self.r.table.data._key_partition
+        partitions = self.r.settings.topic_partitions
+        records = []
         for device_id, state in states:
-            table.send_changelog(state.partition, device_id, state)
-            key_partition[device_id] = state.partition
+            partition = state.partition
+            if partition is None:
+                partition = partition_for(device_id, partitions)
+            records.append((device_id, partition, orjson.dumps(state.dump())))
+        await self._write_changelog(table, records)
 
-    def save_baselines(self, baselines: Sequence[tuple[str, int, bytes]]) -> None:
-        table = self.r.baseline_table
-        if table is None:
+    async def save_baselines(self, baselines: Sequence[tuple[str, int, bytes]]) -> None:
+        if self.r.baseline_table is None:
             return
+        await self._write_changelog(self.r.baseline_table, baselines)
+
+    async def _write_changelog(self, table: Any, records: Sequence[tuple[str, int, bytes]]) -> None:
+        """Write (key, partition, value) to a table's changelog in produce batches, and
+        wait until stored.
+
+        Faust's own changelog sends cost a produce request each (producer_max_batch_size=1
+        works around the embedded broker reporting the end offset of a partition as the
+        *first* offset of its last batch + 1, which cut table recovery short). Here records
+        go in large batches, and a batch of one record closes each touched partition: a
+        tombstone for the empty key (never a device id), so the broker's end offset is
+        right again and recovery reads everything.
+        """
+        if not records:
+            return
+        producer = await self.r.output_producer()
+        topic = table.changelog_topic.get_topic_name()
         key_partition = table.data._key_partition
-        for device_id, partition, data in baselines:
-            table.send_changelog(partition, device_id, data)
+        futures = []
+        touched = set()
+        for device_id, partition, value in records:
+            futures.append(
+                await producer.send(topic, value, key=device_id.encode(), partition=partition)
+            )
             key_partition[device_id] = partition
+            touched.add(partition)
+        await asyncio.gather(*futures)
+        seals = [
+            await producer.send(topic, None, key=CHANGELOG_SEAL_KEY, partition=partition)
+            for partition in sorted(touched)
+        ]
+        await asyncio.gather(*seals)
 
     async def load_model(self, partition: int) -> bytes | None:
         assert self.r.repository is not None
