@@ -234,7 +234,9 @@ class WorkerResources:
         """One plain aiokafka producer for the DLQ, metrics and repartition topics: each
         batch awaits its deliveries before saving state. (Faust's own send to a topic this
         same app consumes never completed its delivery future here, and costs far more per
-        message.)"""
+        message.) Batches of up to 1 MB: with aiokafka's 16 KB default, a large forward to
+        the repartition topic went out as two batches of one partition and the embedded
+        broker answered the second with NotLeaderForPartition until it timed out."""
         if self._output_producer is not None:
             return self._output_producer
         async with self._producer_lock:  # outputs of one batch ask for it concurrently
@@ -244,7 +246,10 @@ class WorkerResources:
                 from service.endpoints import bootstrap_servers
 
                 producer = AIOKafkaProducer(
-                    bootstrap_servers=bootstrap_servers(self.settings), acks="all", linger_ms=2
+                    bootstrap_servers=bootstrap_servers(self.settings),
+                    acks="all",
+                    linger_ms=2,
+                    max_batch_size=1 << 20,
                 )
                 await producer.start()
                 self._output_producer = producer
