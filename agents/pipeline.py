@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 
 from aiokafka.partitioner import murmur2
@@ -85,8 +86,12 @@ class Outputs(Protocol):
         ...
 
 
+@lru_cache(maxsize=1 << 16)
 def partition_for(device_id: str, partitions: int) -> int:
-    """The partition Kafka's default (murmur2) partitioner picks for key ``device_id``."""
+    """The partition Kafka's default (murmur2) partitioner picks for key ``device_id``
+    (cached: murmur2 in Python costs more than the rest of routing a reading)."""
+    if partitions == 1:
+        return 0
     return int(murmur2(device_id.encode()) & 0x7FFFFFFF) % partitions
 
 

@@ -70,8 +70,15 @@ class FaustOutputs:
     async def publish(self, windows: Sequence[WindowAggregate]) -> None:
         producer = await self.r.output_producer()
         topic = self.r.metrics_topic.get_topic_name()
+        partitions = self.r.settings.topic_partitions
+        # The partition the default partitioner would pick for the key, from a cache.
         futures = [
-            await producer.send(topic, w.model_dump_json().encode(), key=w.device_id.encode())
+            await producer.send(
+                topic,
+                w.model_dump_json().encode(),
+                key=w.device_id.encode(),
+                partition=partition_for(w.device_id, partitions),
+            )
             for w in windows
         ]
         await asyncio.gather(*futures, *(sink.write(windows) for sink in self.r.sinks))
