@@ -23,8 +23,15 @@ lint: $(STAMP)  ## ruff check, ruff format --check, mypy --strict
 	$(BIN)/ruff format --check
 	$(BIN)/mypy
 
-bench: $(STAMP)  ## run the benchmark (python -m bench)
-	$(BIN)/python -m bench
+BENCH_STAMP := $(VENV)/.installed-bench
+
+bench: $(BENCH_STAMP)  ## run the benchmark (python -m bench; BENCH_ARGS="--help" for options)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The benchmark's peers (Quix Streams, pandas) and profilers: never needed by `make test`.
+$(BENCH_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install --quiet --editable '.[dev,bench]'
+	@touch $@
 
 soak: $(STAMP)  ## sustained stream through the worker, memory and lag sampled (SOAK_MINUTES=10)
 	$(BIN)/python -m tests.load.soak

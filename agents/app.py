@@ -17,6 +17,7 @@ import faust
 from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP
 
+from agents import intake as intake_module
 from agents.codec import register as register_codecs
 from agents.jobs.schedule import create_scheduled
 from agents.jobs.worker import CallbackSink, JobWorker
@@ -172,6 +173,11 @@ async def _no_implicit_gaps(self: Any, tp: Any, offset_from: int, offset_to: int
 FaustConsumer._add_gap = _no_implicit_gaps  # type: ignore[method-assign]
 
 
+# The readings topic's records skip Faust's per-record stream machinery (agents/intake.py).
+intake = intake_module.Intake([settings.readings_topic], maxsize=4 * settings.batch_max)
+intake_module.install(intake)
+
+
 async def _after_batch(pipeline: ReadingPipeline) -> None:
     for tp, expected in pipeline.take_probes().items():
         pipeline.resolve_probe(tp, expected, await resources.first_offset_at(tp, expected))
@@ -224,12 +230,35 @@ async def _fold(messages: list[Message]) -> None:
 
 
 @app.agent(readings_topic)
-async def process_readings(stream: Any) -> None:
-    """Decode, route, fold and emit readings, a batch of messages at a time."""
-    async for events in stream.take_events(settings.batch_max, within=settings.batch_within):
+async def subscribe_readings(stream: Any) -> None:
+    """Subscribes the worker to the readings topic and acks its records; they arrive
+    through the intake (process_readings), not through this stream."""
+    async for _event in stream:  # pragma: no cover - the intake takes every record
+        logger.warning("readings record on the Faust stream: %s", _event.message)
+
+
+@app.task
+async def process_readings() -> None:
+    """Decode, route, fold and emit readings, a batch of records at a time."""
+    while True:
+        records = await intake.take(settings.batch_max, settings.batch_within)
         if not await _partitions_verified():
             return
-        await _fold(_messages(events, repartitioned=False))
+        consumer: Any = app.consumer
+        if not consumer.flow_active:
+            # A rebalance (or recovery) is under way: Faust seeks back to the committed
+            # offsets afterwards, so unacked records are read again by their owner.
+            intake.drop()
+            continue
+        assigned = consumer.assignment()
+        records = [r for r in records if r.tp in assigned]
+        if not records:
+            continue
+        intake_module.track(consumer, records)
+        await _fold(
+            [Message(r.topic, r.partition, r.offset, r.key, r.value or b"") for r in records]
+        )
+        intake_module.ack(consumer, records)
 
 
 @app.agent(repartition_topic)
@@ -340,6 +369,9 @@ async def checkpoint_anomaly_models() -> None:
 
 @app.on_partitions_revoked.connect  # type: ignore[arg-type]
 async def _on_revoked(sender: Any, revoked: Any, **_: Any) -> None:
+    dropped = intake.drop((tp.topic, tp.partition) for tp in revoked)
+    if dropped:
+        logger.info("revoked partitions: %s fetched records dropped, read again later", dropped)
     if resources.started:
         pipeline = await resources.ready()
         pipeline.forget_partitions((tp.topic, tp.partition) for tp in revoked)

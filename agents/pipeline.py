@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 
 import orjson
@@ -109,17 +110,22 @@ class Outputs(Protocol):
         its timestamp in us) for the devices table."""
         ...
 
-    def save_states(self, states: Sequence[tuple[str, DeviceState]]) -> None:
-        """Write states to the changelog (flushed before offsets are committed)."""
+    def save_states(self, states: Sequence[tuple[str, DeviceState]]) -> Awaitable[None] | None:
+        """Write states to the changelog, stored before offsets are committed: either
+        awaitable (awaited before the batch ends) or flushed before the commit."""
         ...
 
-    def save_baselines(self, baselines: Sequence[tuple[str, int, bytes]]) -> None:
+    def save_baselines(self, baselines: Sequence[tuple[str, int, bytes]]) -> Awaitable[None] | None:
         """Write (device_id, partition, anomaly baseline) to its changelog, like states."""
         ...
 
 
+@lru_cache(maxsize=1 << 16)
 def partition_for(device_id: str, partitions: int) -> int:
-    """The partition Kafka's default (murmur2) partitioner picks for key ``device_id``."""
+    """The partition Kafka's default (murmur2) partitioner picks for key ``device_id``
+    (cached: murmur2 in Python costs more than the rest of routing a reading)."""
+    if partitions == 1:
+        return 0
     return int(murmur2(device_id.encode()) & 0x7FFFFFFF) % partitions
 
 
@@ -330,9 +336,7 @@ class ReadingPipeline:
                     elapsed,
                     ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()),
                 )
-        self._save_baselines()
-        if result.touched:
-            self.outputs.save_states([(d, self.states[d]) for d in result.touched])
+        await self._save_state([(d, self.states[d]) for d in result.touched])
 
     @staticmethod
     async def _timed(name: str, wait: Awaitable[None], timings: dict[str, float]) -> None:
@@ -370,15 +374,23 @@ class ReadingPipeline:
             return {}
         return await self.scoring.score(readings, emissions, self.states)
 
-    def _save_baselines(self) -> None:
-        if self.scoring is None:
-            return
-        changed = self.scoring.changed_baselines()
-        if changed:
-            states = self.states
-            self.outputs.save_baselines(
-                [(d, _partition_of(states.get(d)), data) for d, data in changed]
-            )
+    async def _save_state(self, touched: Sequence[tuple[str, DeviceState]]) -> None:
+        """Changed anomaly baselines and device states to their changelogs, concurrently."""
+        waits: list[Awaitable[None] | None] = []
+        if self.scoring is not None:
+            changed = self.scoring.changed_baselines()
+            if changed:
+                states = self.states
+                waits.append(
+                    self.outputs.save_baselines(
+                        [(d, _partition_of(states.get(d)), data) for d, data in changed]
+                    )
+                )
+        if touched:
+            waits.append(self.outputs.save_states(touched))
+        pending = [w for w in waits if w is not None]
+        if pending:
+            await asyncio.gather(*pending)
 
     async def checkpoint_models(self) -> int:
         """Save the anomaly models that learned since their last checkpoint."""
@@ -412,9 +424,8 @@ class ReadingPipeline:
                 if anomalies:
                     waits.append(self.outputs.publish_anomalies(anomalies))
                 await asyncio.gather(*waits)
-                self._save_baselines()
+            await self._save_state(touched)
             if touched:
-                self.outputs.save_states(touched)
                 logger.info(
                     "idle flush",
                     extra={"devices": len(touched), "windows": len(emissions)},

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from agents.pipeline import Message, ReadingPipeline, dlq_value
+from agents.pipeline import Message, ReadingPipeline, dlq_value, partition_for
 from agents.scoring import BaselineStore, PartitionScorers
 from models.metrics import WindowAggregate
 from service.endpoints import database_dsn
@@ -29,6 +29,10 @@ from streams.processor import StreamProcessor
 from streams.timeparse import format_us, us_to_datetime
 
 logger = logging.getLogger(__name__)
+
+# The key of the tombstone that closes each changelog write (see _write_changelog): not a
+# valid device id, so it never names table data; recovery applies it as a no-op delete.
+CHANGELOG_SEAL_KEY = b""
 
 
 class FaustOutputs:
@@ -68,8 +72,15 @@ class FaustOutputs:
     async def publish(self, windows: Sequence[WindowAggregate]) -> None:
         producer = await self.r.output_producer()
         topic = self.r.metrics_topic.get_topic_name()
+        partitions = self.r.settings.topic_partitions
+        # The partition the default partitioner would pick for the key, from a cache.
         futures = [
-            await producer.send(topic, w.model_dump_json().encode(), key=w.device_id.encode())
+            await producer.send(
+                topic,
+                w.model_dump_json().encode(),
+                key=w.device_id.encode(),
+                partition=partition_for(w.device_id, partitions),
+            )
             for w in windows
         ]
         await asyncio.gather(*futures, *(sink.write(windows) for sink in self.r.sinks))
@@ -100,21 +111,52 @@ class FaustOutputs:
             ]
             await self.r.devices_sink.write(rows)  # type: ignore[arg-type]
 
-    def save_states(self, states: Sequence[tuple[str, DeviceState]]) -> None:
+    async def save_states(self, states: Sequence[tuple[str, DeviceState]]) -> None:
         table = self.r.table
-        key_partition = self.r.table.data._key_partition
+        partitions = self.r.settings.topic_partitions
+        records = []
         for device_id, state in states:
-            table.send_changelog(state.partition, device_id, state)
-            key_partition[device_id] = state.partition
+            partition = state.partition
+            if partition is None:
+                partition = partition_for(device_id, partitions)
+            records.append((device_id, partition, orjson.dumps(state.dump())))
+        await self._write_changelog(table, records)
 
-    def save_baselines(self, baselines: Sequence[tuple[str, int, bytes]]) -> None:
-        table = self.r.baseline_table
-        if table is None:
+    async def save_baselines(self, baselines: Sequence[tuple[str, int, bytes]]) -> None:
+        if self.r.baseline_table is None:
             return
+        await self._write_changelog(self.r.baseline_table, baselines)
+
+    async def _write_changelog(self, table: Any, records: Sequence[tuple[str, int, bytes]]) -> None:
+        """Write (key, partition, value) to a table's changelog in produce batches, and
+        wait until stored.
+
+        Faust's own changelog sends cost a produce request each (producer_max_batch_size=1
+        works around the embedded broker reporting the end offset of a partition as the
+        *first* offset of its last batch + 1, which cut table recovery short). Here records
+        go in large batches, and a batch of one record closes each touched partition: a
+        tombstone for the empty key (never a device id), so the broker's end offset is
+        right again and recovery reads everything.
+        """
+        if not records:
+            return
+        producer = await self.r.output_producer()
+        topic = table.changelog_topic.get_topic_name()
         key_partition = table.data._key_partition
-        for device_id, partition, data in baselines:
-            table.send_changelog(partition, device_id, data)
+        futures = []
+        touched = set()
+        for device_id, partition, value in records:
+            futures.append(
+                await producer.send(topic, value, key=device_id.encode(), partition=partition)
+            )
             key_partition[device_id] = partition
+            touched.add(partition)
+        await asyncio.gather(*futures)
+        seals = [
+            await producer.send(topic, None, key=CHANGELOG_SEAL_KEY, partition=partition)
+            for partition in sorted(touched)
+        ]
+        await asyncio.gather(*seals)
 
     async def load_model(self, partition: int) -> bytes | None:
         assert self.r.repository is not None
@@ -201,7 +243,9 @@ class WorkerResources:
         """One plain aiokafka producer for the DLQ, metrics and repartition topics: each
         batch awaits its deliveries before saving state. (Faust's own send to a topic this
         same app consumes never completed its delivery future here, and costs far more per
-        message.)"""
+        message.) Batches of up to 1 MB: with aiokafka's 16 KB default, a large forward to
+        the repartition topic went out as two batches of one partition and the embedded
+        broker answered the second with NotLeaderForPartition until it timed out."""
         if self._output_producer is not None:
             return self._output_producer
         async with self._producer_lock:  # outputs of one batch ask for it concurrently
@@ -211,7 +255,10 @@ class WorkerResources:
                 from service.endpoints import bootstrap_servers
 
                 producer = AIOKafkaProducer(
-                    bootstrap_servers=bootstrap_servers(self.settings), acks="all", linger_ms=2
+                    bootstrap_servers=bootstrap_servers(self.settings),
+                    acks="all",
+                    linger_ms=2,
+                    max_batch_size=1 << 20,
                 )
                 await producer.start()
                 self._output_producer = producer

@@ -38,7 +38,7 @@ from __future__ import annotations
 import base64
 import logging
 import pickle
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -57,6 +57,7 @@ from streams.anomaly_features import (
     hour_explained,
     hour_inputs,
 )
+from streams.hst import ArrayHalfSpaceTrees
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ class _PeriodModel:
     quantile: Any = None
     learned: int = 0
     quantile_count: int = 0
+    _arrays: ArrayHalfSpaceTrees | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.hst is None:
@@ -142,6 +144,30 @@ class _PeriodModel:
     @property
     def warm(self) -> bool:
         return self.learned >= self.params.window_size
+
+    def arrays(self) -> ArrayHalfSpaceTrees:
+        """The array mirror of ``hst`` that scores and learns (``sync`` before saving)."""
+        if self._arrays is None or self._arrays.hst is not self.hst:
+            self._arrays = ArrayHalfSpaceTrees(self.hst)
+        return self._arrays
+
+    def sync(self) -> None:
+        if self._arrays is not None and self._arrays.hst is self.hst:
+            self._arrays.sync()
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A window between the passes of ``AnomalyDetector.score_many``."""
+
+    period: str
+    x: dict[str, float]
+    final: bool
+    learn: bool
+    device_warm: bool
+    model_warm: bool
+    score: float = 0.0
+    explained: dict[str, float] = field(default_factory=dict)
 
 
 @lru_cache(maxsize=8)
@@ -177,12 +203,23 @@ class AnomalyDetector:
         stream emits on its own is; an idle flush can emit one that is still open). An open
         window is scored against the current state but neither learned nor flagged.
         """
-        period = window["period"]
-        if period == "hour":
-            return self._score_hour(window, final)
-        if period == "day":
-            return self._score_day(window, final)
-        raise ValueError(f"only hour and day windows are scored, not {period!r}")
+        return self.score_many([(window, final)])[0]
+
+    def score_many(self, windows: Sequence[tuple[Mapping[str, Any], bool]]) -> list[AnomalyScore]:
+        """``score`` for each (window, final) in order, with the same results, faster.
+
+        Three passes: features in order (a device's baseline learns from its earlier
+        windows), then the Half-Space Trees of each period over all its windows at once
+        (``streams.hst``: river's numbers), then the flags in order (running quantile).
+        """
+        pending = [self._prepare(window, final) for window, final in windows]
+        for period, model in self.models.items():
+            chosen = [p for p in pending if p.period == period]
+            if chosen:
+                scores = model.arrays().process([p.x for p in chosen], [p.learn for p in chosen])
+                for item, score in zip(chosen, scores.tolist(), strict=True):
+                    item.score = min(1.0, max(0.0, score))
+        return [self._flag(item) for item in pending]
 
     def _baseline(self, device_id: str) -> DeviceBaseline:
         baseline = self.baselines.get(device_id)
@@ -202,7 +239,15 @@ class AnomalyDetector:
             self._local_cache[bucket] = cached
         return cached
 
-    def _score_hour(self, window: Mapping[str, Any], final: bool) -> AnomalyScore:
+    def _prepare(self, window: Mapping[str, Any], final: bool) -> _Pending:
+        period = window["period"]
+        if period == "hour":
+            return self._prepare_hour(window, final)
+        if period == "day":
+            return self._prepare_day(window, final)
+        raise ValueError(f"only hour and day windows are scored, not {period!r}")
+
+    def _prepare_hour(self, window: Mapping[str, Any], final: bool) -> _Pending:
         config = self.config
         device_id: str = window["device_id"]
         start: int = window["window_start"]
@@ -225,17 +270,16 @@ class AnomalyDetector:
         if config.time_features:
             add_time(x, hour, weekday)
         learn = final and (baseline.last_hour is None or start > baseline.last_hour)
-        result = self._judge(
-            "hour", x, baseline, start, final, learn, hour_explained(feats, window)
-        )
+        item = self._pending("hour", x, baseline, start, final, learn)
+        item.explained = hour_explained(feats, window)
         if learn:
             baseline.learn_hour(
                 config.baseline, week_slot, daytype_slot, rate, feats, start, ordinal
             )
             self._store(device_id, baseline)
-        return result
+        return item
 
-    def _score_day(self, window: Mapping[str, Any], final: bool) -> AnomalyScore:
+    def _prepare_day(self, window: Mapping[str, Any], final: bool) -> _Pending:
         config = self.config
         device_id: str = window["device_id"]
         start: int = window["window_start"]
@@ -250,14 +294,14 @@ class AnomalyDetector:
         if config.time_features:
             add_time(x, 12, weekday)
         learn = final and (baseline.last_day is None or start > baseline.last_day)
-        explained = day_explained(feats, window)
-        result = self._judge("day", x, baseline, start, final, learn, explained)
+        item = self._pending("day", x, baseline, start, final, learn)
+        item.explained = day_explained(feats, window)
         if learn:
             baseline.learn_day(config.baseline, weekday, weekend, feats, start)
             self._store(device_id, baseline)
-        return result
+        return item
 
-    def _judge(
+    def _pending(
         self,
         period: str,
         x: dict[str, float],
@@ -265,28 +309,30 @@ class AnomalyDetector:
         start: int,
         final: bool,
         learn: bool,
-        explained: dict[str, float],
-    ) -> AnomalyScore:
+    ) -> _Pending:
+        """What the flag needs, taken before this window is learned."""
         model = self.models[period]
-        score = float(model.hst.score_one(x))
-        score = min(1.0, max(0.0, score))
         device_warm = (
             baseline.first_start is not None
             and start - baseline.first_start >= self.config.warmup_days * _US_PER_DAY
         )
+        item = _Pending(period, x, final, learn, device_warm, model.warm)
+        if learn:
+            model.learned += 1
+        return item
+
+    def _flag(self, item: _Pending) -> AnomalyScore:
+        model = self.models[item.period]
         flagged = False
-        if final and device_warm and model.warm:
+        if item.final and item.device_warm and item.model_warm:
             threshold = self.config.threshold
             if threshold is None and model.quantile_count >= self.config.min_scores:
                 threshold = float(model.quantile.get())
-            flagged = threshold is not None and score > threshold
-            if learn:
-                model.quantile.update(score)
+            flagged = threshold is not None and item.score > threshold
+            if item.learn:
+                model.quantile.update(item.score)
                 model.quantile_count += 1
-        if learn:
-            model.hst.learn_one(x)
-            model.learned += 1
-        return AnomalyScore(score, flagged, explained)
+        return AnomalyScore(item.score, flagged, item.explained)
 
     def _store(self, device_id: str, baseline: DeviceBaseline) -> None:
         # Assign back: a Faust table (or any mapping with write-through) sees the change.
@@ -301,6 +347,8 @@ class AnomalyDetector:
     # -- checkpoints -------------------------------------------------------------------
     def dump_model(self) -> bytes:
         """The shared models and thresholds (pickle: trusted storage only)."""
+        for model in self.models.values():
+            model.sync()
         state = {
             "version": MODEL_VERSION,
             "periods": {

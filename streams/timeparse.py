@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 US_PER_S = 1_000_000
 US_PER_HOUR = 3_600 * US_PER_S
@@ -106,5 +107,14 @@ def datetime_to_us(value: datetime) -> int:
 
 def format_us(ts: int) -> str:
     """RFC 3339 UTC with ``Z``; microseconds only when non-zero."""
-    text = us_to_datetime(ts).isoformat()
-    return text.replace("+00:00", "Z")
+    seconds, micros = divmod(ts, US_PER_S)
+    days, second_of_day = divmod(seconds, 86_400)
+    hour, minute, second = second_of_day // 3600, second_of_day // 60 % 60, second_of_day % 60
+    text = f"{_date_text(days)}T{hour:02d}:{minute:02d}:{second:02d}"
+    return f"{text}.{micros:06d}Z" if micros else f"{text}Z"
+
+
+@lru_cache(maxsize=4096)
+def _date_text(days: int) -> str:
+    """``YYYY-MM-DD`` of a day since the epoch (few distinct days per batch: cached)."""
+    return (_EPOCH + timedelta(days=days)).date().isoformat()

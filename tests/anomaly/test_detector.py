@@ -87,6 +87,22 @@ def test_same_input_same_scores() -> None:
     assert _run(AnomalyDetector(), windows) == _run(AnomalyDetector(), windows)
 
 
+def test_scoring_in_batches_equals_one_by_one() -> None:
+    windows = list(daily_pattern(devices=4, days=12, seed=5))
+    windows[900] = {**windows[900], "energy_kwh": 400.0, "power_max_w": 9e5}
+    finals = [index % 17 != 0 for index in range(len(windows))]  # some open windows too
+    config = AnomalyConfig(hour_model=ModelParams(10, 6, 50), min_scores=20, warmup_days=1)
+    one = AnomalyDetector(config)
+    expected = [one.score(w, final) for w, final in zip(windows, finals, strict=True)]
+    many = AnomalyDetector(config)
+    got = []
+    for start in range(0, len(windows), 97):
+        got.extend(many.score_many(list(zip(windows, finals, strict=True))[start : start + 97]))
+    assert got == expected
+    assert any(r.is_anomaly for r in got)
+    assert many.dump() == one.dump()
+
+
 def test_open_windows_are_scored_but_not_learned_or_flagged() -> None:
     detector = AnomalyDetector(AnomalyConfig(threshold=0.0))
     windows = list(daily_pattern(devices=2, days=9))

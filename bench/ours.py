@@ -1,0 +1,95 @@
+"""Our worker, the real process (``python -m agents.app worker``), timed end to end: from
+its first batch consumed to the last final window of the data stored in PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+from bench.process import peak_rss_mb, spawn, stop, tail
+from bench.progress import RunResult, note
+from bench.servers import Servers
+from bench.workload import Workload
+from streams.timeparse import us_to_datetime
+
+# Logged by agents/resources.py when the first batch arrives (before it is folded).
+FIRST_BATCH = b"worker ready"
+COUNT_FINAL = """
+SELECT count(*) FROM metrics WHERE period IN ('hour', 'day') AND window_end <= $1
+"""
+
+
+async def run_ours(
+    servers: Servers,
+    topic: str,
+    workload: Workload,
+    folder: Path,
+    *,
+    time_limit: float,
+    extra_env: dict[str, str] | None = None,
+) -> tuple[RunResult, float | None]:
+    """(result, peak RSS of the worker in MB)."""
+    dsn = await servers.fresh_database()
+    suffix = uuid.uuid4().hex[:8]
+    env = {
+        "KAFKA_BROKER_URL": servers.bootstrap,
+        "DATABASE_URL": dsn,
+        "APP_ID": f"bench-{suffix}",
+        "READINGS_TOPIC": topic,
+        "DLQ_TOPIC": f"bench-{suffix}.dlq",
+        "METRICS_TOPIC": f"bench-{suffix}.metrics",
+        "ANOMALIES_TOPIC": f"bench-{suffix}.anomalies",
+        "JOBS_TOPIC": f"bench-{suffix}.jobs",
+        "INFLUXDB_URL": "",
+        "DATA_DIR": str(folder / f"data-{suffix}"),
+        "LOG_LEVEL": "INFO",
+        **(extra_env or {}),
+    }
+    log_path = folder / f"ours-{suffix}.log"
+    process = spawn(["-m", "agents.app", "worker", "-l", "info"], env, log_path)
+    cutoff = us_to_datetime(workload.cutoff_us)
+    connection = await asyncpg.connect(dsn)
+    peak: float | None = None
+    try:
+        started = time.monotonic()
+        first: float | None = None
+        while first is None:
+            await asyncio.sleep(0.02)
+            if FIRST_BATCH in log_path.read_bytes():
+                first = time.time()
+            elif process.poll() is not None:
+                raise RuntimeError(f"worker exited with {process.returncode}:\n{tail(log_path)}")
+            elif time.monotonic() - started > 120:
+                raise RuntimeError(f"worker consumed nothing in 120 s:\n{tail(log_path)}")
+        stored = 0
+        shown = time.monotonic()
+        while True:
+            await asyncio.sleep(0.25)
+            stored = int(await connection.fetchval(COUNT_FINAL, cutoff))
+            now = time.time()
+            if stored >= workload.final_windows:
+                result = RunResult(workload.readings, now - first)
+                break
+            if process.poll() is not None:
+                raise RuntimeError(f"worker exited with {process.returncode}:\n{tail(log_path)}")
+            if now - first >= time_limit:
+                # Rated on the share of the windows it stored (they grow with the readings).
+                done = workload.readings * stored / max(workload.final_windows, 1)
+                result = RunResult(int(done), now - first, capped=True)
+                break
+            if time.monotonic() - shown > 10:
+                shown = time.monotonic()
+                note(
+                    f"  ours: {stored:,} of {workload.final_windows:,} windows stored "
+                    f"in {now - first:.0f} s"
+                )
+        peak = peak_rss_mb(process.pid)
+    finally:
+        await connection.close()
+        stop(process)
+        await servers.drop_database(dsn)
+    return result, peak

@@ -1,0 +1,190 @@
+"""Half-Space Trees on arrays: river's ``HalfSpaceTrees`` scoring and learning for a whole
+batch of samples at once, with exactly river's results.
+
+river walks each tree node by node in Python (about 0.1 ms per sample for 25 trees of
+height 8). Here the trees are arrays in heap order (node ``i`` has children ``2i + 1`` and
+``2i + 2``) and a batch walks them together with numpy. Same numbers because
+
+- a score reads only the reference masses (``r_mass``), which change only when the window
+  of ``window_size`` learned samples is complete (the pivot); learning only adds to the
+  latest masses (``l_mass``). So the samples between two pivots are scored together, then
+  learned together, then the pivot happens, in the order river would;
+- a score is a sum of integers (mass times a power of two) that river accumulates in a
+  float: exact below 2**53, so the order of the sum does not matter; the final
+  normalisation is the same float division;
+- the samples carry every feature (no missing-feature branch), which is what our feature
+  builders produce.
+
+The river object stays the model of record (built, seeded and pickled by river): the
+arrays are taken from it and written back by ``sync`` before it is saved.
+
+Examples
+--------
+>>> import random
+>>> from river.anomaly import HalfSpaceTrees
+>>> rng = random.Random(1)
+>>> xs = [{"a": rng.random(), "b": rng.random()} for _ in range(60)]
+>>> slow = HalfSpaceTrees(n_trees=3, height=4, window_size=10, seed=7)
+>>> mirror = ArrayHalfSpaceTrees(HalfSpaceTrees(n_trees=3, height=4, window_size=10, seed=7))
+>>> expected = []
+>>> for x in xs:
+...     expected.append(slow.score_one(x))
+...     slow.learn_one(x)
+>>> [float(s) for s in mirror.process(xs, [True] * len(xs))] == [float(s) for s in expected]
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+
+class ArrayHalfSpaceTrees:
+    """Array mirror of a river ``HalfSpaceTrees`` (``hst``); see the module doc."""
+
+    def __init__(self, hst: Any) -> None:
+        self.hst = hst
+        self.height: int = hst.height
+        self.window_size: int = hst.window_size
+        self.size_limit = 0.1 * hst.window_size
+        self.max_score = hst.n_trees * hst.window_size * (2 ** (hst.height + 1) - 1)
+        self.names: list[str] = []
+        self.ready = False
+        if hst.trees:
+            self._take_trees()
+
+    # -- river <-> arrays ----------------------------------------------------------------
+    def _take_trees(self) -> None:
+        hst = self.hst
+        trees = hst.trees
+        n_inner = 2**self.height - 1
+        n_nodes = 2 ** (self.height + 1) - 1
+        orders = [_heap_order(tree, self.height) for tree in trees]
+        self.names = sorted({node.feature for order in orders for node in order[:n_inner]})
+        column = {name: i for i, name in enumerate(self.names)}
+        self.feature = np.zeros((len(trees), n_inner), dtype=np.intp)
+        self.threshold = np.zeros((len(trees), n_inner), dtype=np.float64)
+        self.r_mass = np.zeros((len(trees), n_nodes), dtype=np.int64)
+        self.l_mass = np.zeros((len(trees), n_nodes), dtype=np.int64)
+        for t, order in enumerate(orders):
+            for index, node in enumerate(order):
+                self.r_mass[t, index] = node.r_mass
+                self.l_mass[t, index] = node.l_mass
+                if index < n_inner:
+                    self.feature[t, index] = column[node.feature]
+                    self.threshold[t, index] = node.threshold
+        self.counter: int = hst.counter
+        self.first_window: bool = hst._first_window
+        self.ready = True
+
+    def sync(self) -> None:
+        """Write the masses and counters back into the river object (before pickling it)."""
+        if not self.ready:
+            return
+        hst = self.hst
+        for t, tree in enumerate(hst.trees):
+            r_mass = self.r_mass[t].tolist()
+            l_mass = self.l_mass[t].tolist()
+            for index, node in enumerate(_heap_order(tree, self.height)):
+                node.r_mass = r_mass[index]
+                node.l_mass = l_mass[index]
+        hst.counter = self.counter
+        hst._first_window = self.first_window
+
+    # -- scoring and learning ------------------------------------------------------------
+    def process(
+        self, samples: Sequence[Mapping[str, float]], learn: Sequence[bool]
+    ) -> npt.NDArray[np.float64]:
+        """Score each sample, then learn it if ``learn[i]``, in order: river's
+        ``score_one`` then ``learn_one`` sample by sample, in one go."""
+        scores = np.zeros(len(samples), dtype=np.float64)
+        start = 0
+        if not self.ready:
+            # river builds (seeded) trees at the first sample it learns; let it.
+            first = next((i for i, flag in enumerate(learn) if flag), None)
+            if first is None:
+                return scores  # no trees: every score is 0, like river's
+            self.hst.learn_one(dict(samples[first]))
+            self._take_trees()
+            start = first + 1
+        if start >= len(samples):
+            return scores
+        names = self.names
+        matrix = np.array(
+            [[sample[name] for name in names] for sample in samples[start:]], dtype=np.float64
+        )
+        flags = np.asarray(learn[start:], dtype=bool)
+        position = 0
+        while position < len(matrix):
+            # The segment ends with the sample whose learning completes the window.
+            room = self.window_size - self.counter
+            learned_after = np.cumsum(flags[position:])
+            hits = np.flatnonzero(learned_after >= room)
+            end = position + (int(hits[0]) + 1 if len(hits) else len(matrix) - position)
+            paths, segment_scores = self._walk(matrix[position:end])
+            if not self.first_window:
+                scores[start + position : start + end] = segment_scores
+            chosen = flags[position:end]
+            if chosen.any():
+                self._learn(paths[chosen])
+                self.counter += int(chosen.sum())
+                if self.counter == self.window_size:
+                    self.r_mass, self.l_mass = self.l_mass, np.zeros_like(self.l_mass)
+                    self.first_window = False
+                    self.counter = 0
+            position = end
+        return scores
+
+    def _walk(
+        self, matrix: npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
+        """Each sample's path in each tree (node per depth, root to leaf: [n, trees, h+1])
+        and its score with the current reference masses."""
+        n, n_features = matrix.shape
+        n_trees, n_inner = self.feature.shape
+        n_nodes = self.r_mass.shape[1]
+        feature = self.feature.ravel()
+        threshold = self.threshold.ravel()
+        r_mass = self.r_mass.ravel()
+        values = matrix.ravel()
+        row_base = (np.arange(n) * n_features)[:, None]
+        inner_base = (np.arange(n_trees) * n_inner)[None, :]
+        node_base = (np.arange(n_trees) * n_nodes)[None, :]
+        node = np.zeros((n, n_trees), dtype=np.intp)
+        paths = np.empty((n, n_trees, self.height + 1), dtype=np.intp)
+        total = np.zeros((n, n_trees), dtype=np.int64)
+        walking = np.ones((n, n_trees), dtype=bool)
+        for depth in range(self.height + 1):
+            paths[:, :, depth] = node
+            # river adds mass * 2**depth, then stops if the mass is under the size limit
+            mass = np.take(r_mass, node_base + node)
+            total += np.where(walking, mass << depth, 0)
+            if depth == self.height:
+                break
+            walking &= mass >= self.size_limit
+            inner = inner_base + node
+            value = np.take(values, row_base + np.take(feature, inner))
+            node = 2 * node + 1 + (value >= np.take(threshold, inner))
+        scores: npt.NDArray[np.float64] = (
+            1.0 - total.sum(axis=1).astype(np.float64) / self.max_score
+        )
+        return paths, scores
+
+    def _learn(self, paths: npt.NDArray[np.intp]) -> None:
+        n_trees, n_nodes = self.l_mass.shape
+        flat = (paths + (np.arange(n_trees) * n_nodes)[None, :, None]).ravel()
+        counts = np.bincount(flat, minlength=n_trees * n_nodes).reshape(n_trees, n_nodes)
+        self.l_mass += counts
+
+
+def _heap_order(tree: Any, height: int) -> list[Any]:
+    """The nodes of a complete padded tree, index ``i`` with children ``2i+1``, ``2i+2``."""
+    nodes = level = [tree]
+    for _ in range(height):
+        level = [child for node in level for child in node.children]
+        nodes = nodes + level
+    return nodes

@@ -1,0 +1,56 @@
+"""The benchmark harness (``python -m bench``) at a tiny size: it runs end to end and its
+last line is the JSON summary. No timing is asserted: figures come from ``make bench``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+PEERS = {"ours", "aiokafka_raw", "faust_noop", "faust_naive", "quixstreams", "pandas_batch"}
+
+
+def test_bench_runs_and_ends_with_the_json_summary() -> None:
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--readings=2000",
+            "--devices=20",
+            "--runs=1",
+            "--only=ours,aiokafka_raw",
+            "--memory-devices=20",
+            "--time-limit=60",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.strip().splitlines()
+    summary = json.loads(lines[-1])
+    assert set(summary) == {
+        "single",
+        "batched",
+        "peak_rss_mb",
+        "state_bytes_per_device",
+        "readings",
+    }
+    assert summary["readings"] == 2000
+    for form in ("single", "batched"):
+        assert set(summary[form]) == PEERS
+        assert summary[form]["ours"] > 0
+        assert summary[form]["aiokafka_raw"] > 0
+        assert summary[form]["quixstreams"] is None  # not asked for
+    assert summary["peak_rss_mb"] > 0
+    assert summary["state_bytes_per_device"] > 0
+    assert "ours" in completed.stdout  # the table
+    assert "[bench" in completed.stderr  # progress
