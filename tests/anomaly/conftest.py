@@ -52,25 +52,3 @@ def daily_pattern(devices: int, days: int, seed: int = 0) -> Iterator[dict[str, 
             level = 0.2 + 0.8 * (7 <= hour % 24 < 22) + 0.1 * device
             energy = level * (1.0 + rng.gauss(0.0, 0.05))
             yield hour_window(f"dev-{device}", start + hour * HOUR_US, energy)
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """Unset every variable Settings reads; returns monkeypatch for setting new ones."""
-    from service.settings import Settings
-
-    for name in Settings.model_fields:
-        monkeypatch.delenv(name.upper(), raising=False)
-    return monkeypatch
-
-
-@pytest.fixture(autouse=True)
-def _restore_root_logger() -> Iterator[None]:
-    """The CLI configures logging; give the next test the root logger it had."""
-    import logging
-
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
