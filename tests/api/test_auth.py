@@ -410,13 +410,6 @@ def test_principal_reaches_the_handler() -> None:
 # --- configuration --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in Settings.model_fields:
-        monkeypatch.delenv(name.upper(), raising=False)
-    return monkeypatch
-
-
 def test_no_key_refuses_to_start(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError) as raised:
         create_app(Settings(data_dir=tmp_path))
