@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from agents.pipeline import Message, ReadingPipeline, dlq_value, partition_for
+from agents.produce import KeyedRecord, PlacedRecord, send_keyed, send_placed
 from agents.scoring import BaselineStore, PartitionScorers
 from models.metrics import WindowAggregate
 from service.endpoints import database_dsn
@@ -43,8 +44,7 @@ class FaustOutputs:
 
     async def dead_letter(self, items: Sequence[tuple[Rejection, Message]]) -> None:
         producer = await self.r.output_producer()
-        topic = self.r.dlq_topic.get_topic_name()
-        futures = []
+        records: list[KeyedRecord] = []
         for rejection, message in items:
             headers = [
                 ("reason", rejection.reason.encode()),
@@ -58,40 +58,26 @@ class FaustOutputs:
             key = rejection.device_id.encode() if rejection.device_id else None
             value, extra = dlq_value(rejection.raw)
             headers.extend(extra)
-            futures.append(await producer.send(topic, value, key=key, headers=headers))
-        await asyncio.gather(*futures)
+            records.append((key, value, headers))
+        await send_keyed(producer, self.r.dlq_topic.get_topic_name(), records)
 
     async def forward(self, items: Sequence[tuple[str, bytes]]) -> None:
         producer = await self.r.output_producer()
         topic = self.r.repartition_topic.get_topic_name()
-        futures = [
-            await producer.send(topic, value, key=device_id.encode()) for device_id, value in items
-        ]
-        await asyncio.gather(*futures)
+        await send_keyed(producer, topic, [(d.encode(), value, None) for d, value in items])
 
     async def publish(self, windows: Sequence[WindowAggregate]) -> None:
         producer = await self.r.output_producer()
         topic = self.r.metrics_topic.get_topic_name()
-        partitions = self.r.settings.topic_partitions
-        # The partition the default partitioner would pick for the key, from a cache.
-        futures = [
-            await producer.send(
-                topic,
-                w.model_dump_json().encode(),
-                key=w.device_id.encode(),
-                partition=partition_for(w.device_id, partitions),
-            )
-            for w in windows
-        ]
-        await asyncio.gather(*futures, *(sink.write(windows) for sink in self.r.sinks))
+        records = [(w.device_id.encode(), w.model_dump_json().encode(), None) for w in windows]
+        await asyncio.gather(
+            send_keyed(producer, topic, records), *(sink.write(windows) for sink in self.r.sinks)
+        )
 
     async def publish_anomalies(self, items: Sequence[tuple[str, bytes]]) -> None:
         producer = await self.r.output_producer()
         topic = self.r.settings.anomalies_topic
-        futures = [
-            await producer.send(topic, value, key=device_id.encode()) for device_id, value in items
-        ]
-        await asyncio.gather(*futures)
+        await send_keyed(producer, topic, [(d.encode(), value, None) for d, value in items])
 
     async def publish_readings(self, readings: Sequence[Reading]) -> None:
         if self.r.readings_sink is not None:
@@ -143,20 +129,13 @@ class FaustOutputs:
         producer = await self.r.output_producer()
         topic = table.changelog_topic.get_topic_name()
         key_partition = table.data._key_partition
-        futures = []
-        touched = set()
+        placed: list[PlacedRecord] = []
         for device_id, partition, value in records:
-            futures.append(
-                await producer.send(topic, value, key=device_id.encode(), partition=partition)
-            )
+            placed.append((partition, device_id.encode(), value, None))
             key_partition[device_id] = partition
-            touched.add(partition)
-        await asyncio.gather(*futures)
-        seals = [
-            await producer.send(topic, None, key=CHANGELOG_SEAL_KEY, partition=partition)
-            for partition in sorted(touched)
-        ]
-        await asyncio.gather(*seals)
+        await send_placed(producer, topic, placed)
+        seals = {(partition, CHANGELOG_SEAL_KEY, None, None) for partition, *_ in placed}
+        await send_placed(producer, topic, sorted(seals))
 
     async def load_model(self, partition: int) -> bytes | None:
         assert self.r.repository is not None
