@@ -69,7 +69,7 @@ class FaustOutputs:
     async def publish(self, windows: Sequence[WindowAggregate]) -> None:
         producer = await self.r.output_producer()
         topic = self.r.metrics_topic.get_topic_name()
-        records = [(w.device_id.encode(), w.model_dump_json().encode(), None) for w in windows]
+        records = [(w.device_id.encode(), w.json_bytes(), None) for w in windows]
         await asyncio.gather(
             send_keyed(producer, topic, records), *(sink.write(windows) for sink in self.r.sinks)
         )

@@ -53,7 +53,7 @@ class SerializingOutputs:
 
     async def publish(self, windows: Sequence[WindowAggregate]) -> None:
         for window in windows:
-            window.model_dump_json().encode()
+            window.json_bytes()
         [[getattr(window, name) for window in windows] for name in _NAMES]
         self.windows += len(windows)
 

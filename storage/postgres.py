@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import asyncpg
+import orjson
 
 from models.metrics import WindowAggregate
 from storage.base import (
@@ -86,6 +87,18 @@ ON CONFLICT (device_id) DO UPDATE SET
         ELSE devices.last_reading
     END
 """
+
+
+def _json_text(value: Any) -> str | None:
+    """JSON text for a jsonb parameter (orjson; the stdlib for what orjson refuses, such as
+    integers beyond 64 bits)."""
+    if value is None:
+        return None
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except TypeError:
+        return json.dumps(value, default=str)
+
 
 # asyncpg.DataError is the server's class 22; the client's encoding error is this one.
 _ClientDataError: type[Exception] = asyncpg.exceptions._base.DataError
@@ -360,9 +373,6 @@ class PostgresRepository:
                 [row.device_id for row in ordered],
                 [row.first_seen for row in ordered],
                 [row.last_seen for row in ordered],
-                [
-                    None if row.last_reading is None else json.dumps(row.last_reading, default=str)
-                    for row in ordered
-                ],
+                [_json_text(row.last_reading) for row in ordered],
                 timeout=self._timeout,
             )

@@ -18,6 +18,7 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from models.metrics import WindowAggregate
@@ -105,7 +106,9 @@ class Emission:
     ) -> WindowAggregate:
         """``fields``: this emission's ``fields()`` when already computed (not modified)."""
         values = dict(fields) if fields is not None else self.fields()
-        for name in ("window_start", "window_end", "first_ts", "last_ts"):
+        values["window_start"] = _bound(values["window_start"])
+        values["window_end"] = _bound(values["window_end"])
+        for name in ("first_ts", "last_ts"):
             if values[name] is not None:
                 values[name] = us_to_datetime(values[name])
         return WindowAggregate(
@@ -143,6 +146,10 @@ class BatchOutcome:
     late: list[Reading] = field(default_factory=list)
     emissions: list[Emission] = field(default_factory=list)
     accepted_readings: list[Reading] = field(default_factory=list)
+
+
+# Window bounds repeat across devices and batches: their datetimes are cached.
+_bound = lru_cache(maxsize=1 << 14)(us_to_datetime)
 
 
 def _fingerprint(acc: Acc, cost: Decimal) -> int:
