@@ -10,6 +10,8 @@ died. ``python -m tests.load.soak --measure`` measures the worker's throughput i
 backlog of readings, timed until consumed).
 
 Settings (environment): SOAK_MINUTES (10), SOAK_RATE (readings/s; default RATE below),
+SOAK_FORM (``bench``: the benchmark's batched form, device arrays with a window per reading;
+``gateway``: arrays of 100 devices' readings a minute apart, re-keyed by the worker),
 SOAK_DEVICES (2000), SOAK_BATCH (readings per message, 100), SOAK_SAMPLE_S (5),
 SOAK_MAX_GROWTH_MB (100), SOAK_WARMUP_FRACTION (0.2).
 """
@@ -33,6 +35,7 @@ from aiokafka import AIOKafkaProducer
 
 from api.kafka import AiokafkaInspector
 from api.stats import partition_lag
+from bench.workload import STEP_S
 from service.embedded.kafka import EmbeddedKafka
 from service.embedded.postgres import EmbeddedPostgres
 from service.embedded.victoria import EmbeddedVictoriaMetrics
@@ -79,8 +82,10 @@ def slope_per_minute(points: list[tuple[float, float]]) -> float:
 
 
 class Feed:
-    """Gateway arrays: ``devices`` devices, one reading each per 60 s of event time, event
-    time starting far enough in the past that it never passes the wall clock."""
+    """Gateway arrays (``SOAK_FORM=gateway``): ``devices`` devices, one reading each per
+    60 s of event time, 100 different devices per array keyed by gateway (so most readings
+    are re-keyed through the repartition topic); event time starts far enough in the past
+    that it never passes the wall clock."""
 
     def __init__(self, devices: int, batch: int, rate: float, seconds: float) -> None:
         self.devices = devices
@@ -101,6 +106,50 @@ class Feed:
             self.sent += 1
         gateway = f"gw-{self.sent // self.batch % 64}".encode()
         return gateway, orjson.dumps(items)
+
+
+class BenchFeed(Feed):
+    """The benchmark's batched form (``SOAK_FORM=bench``, the default; bench/workload.py):
+    arrays of ``batch`` consecutive readings of one device keyed by its id, a reading every
+    50 minutes of event time with power and a cumulative register, so nearly every reading
+    closes an hour window (scored, published and stored). Devices take turns, one array
+    each."""
+
+    def __init__(self, devices: int, batch: int, rate: float, seconds: float) -> None:
+        super().__init__(devices, batch, rate, seconds)
+        event_span = (seconds * rate / devices + batch) * STEP_S + 86400
+        self.start_s = int(time.time() - event_span - 86400) // 3600 * 3600
+        self.registers = [0.0] * devices
+
+    def next_message(self) -> tuple[bytes, bytes]:
+        round_, device = divmod(self.sent // self.batch, self.devices)
+        device_id = f"soak-{device:05d}"
+        items = []
+        register = self.registers[device]
+        for k in range(round_ * self.batch, (round_ + 1) * self.batch):
+            ts = self.start_s + k * STEP_S + device % 60 * 0.25
+            power = float(60 + (device * 37 + k * 11) % 900)
+            items.append(
+                {
+                    "device_id": device_id,
+                    "timestamp": ts,
+                    "power_w": power,
+                    "energy_kwh": round(register, 3),
+                }
+            )
+            register += power * STEP_S / 3.6e6
+        self.registers[device] = register
+        self.sent += self.batch
+        return device_id.encode(), orjson.dumps(items)
+
+
+def make_feed(devices: int, batch: int, rate: float, seconds: float) -> Feed:
+    form = os.environ.get("SOAK_FORM", "bench")
+    if form == "bench":
+        return BenchFeed(devices, batch, rate, seconds)
+    if form == "gateway":
+        return Feed(devices, batch, rate, seconds)
+    raise SystemExit(f"SOAK_FORM must be bench or gateway, not {form!r}")
 
 
 async def produce(
@@ -181,8 +230,10 @@ async def soak(folder: Path) -> int:
     inspector = AiokafkaInspector(env["KAFKA_BROKER_URL"], timeout=5.0)
     samples: list[Sample] = []
     stop = asyncio.Event()
+    feed = make_feed(devices, batch, rate, seconds)
     print(
-        f"soak: {rate:.0f} readings/s in arrays of {batch}, {devices} devices, {minutes:g} min;"
+        f"soak: {rate:.0f} readings/s in arrays of {batch} ({type(feed).__name__}),"
+        f" {devices} devices, {minutes:g} min;"
         f" InfluxDB sink {'on' if env['INFLUXDB_URL'] else 'off'}; data in {folder}",
         flush=True,
     )
@@ -191,7 +242,6 @@ async def soak(folder: Path) -> int:
         await asyncio.to_thread(worker.wait_ready, 120.0)
         assert worker.process is not None
         pid = worker.process.pid
-        feed = Feed(devices, batch, rate, seconds)
         began = time.monotonic()
         producing = asyncio.create_task(produce(env["KAFKA_BROKER_URL"], feed, rate, seconds, stop))
         while not producing.done():
@@ -300,7 +350,7 @@ async def measure(folder: Path) -> int:
     try:
         worker.start()
         await asyncio.to_thread(worker.wait_ready, 120.0)
-        feed = Feed(devices, batch, readings, 1)
+        feed = make_feed(devices, batch, readings, 1)
         producer = AIOKafkaProducer(bootstrap_servers=env["KAFKA_BROKER_URL"], linger_ms=20)
         await producer.start()
         began = time.monotonic()
