@@ -6,9 +6,10 @@ settings are read from the environment once, here, at import.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -215,18 +216,41 @@ def _messages(events: Any, repartitioned: bool) -> list[Message]:
     return out
 
 
-async def _fold(messages: list[Message]) -> None:
+async def _fold(messages: list[Message]) -> asyncio.Future[None]:
+    """Fold a batch; returns the future of its storing (see ReadingPipeline.submit)."""
     pipeline = await resources.ready(expected_start=_committed)
     try:
-        await pipeline.handle(messages)
+        _, stored = await pipeline.submit(messages)
     except Exception as exc:
-        # Crash-only: a batch that cannot be stored (e.g. a sink rejecting the data) stops
-        # the worker instead of leaving it idle; offsets stay uncommitted, nothing is lost,
-        # and the supervisor (`run`, compose, Kubernetes) shows and restarts it.
-        logger.critical("stopping the worker: batch failed: %r", exc, exc_info=True)
-        await app.crash(exc)
+        await _stop_worker(exc)
         raise
     await _after_batch(pipeline)
+    return stored
+
+
+async def _stop_worker(exc: BaseException) -> None:
+    # Crash-only: a batch that cannot be stored (e.g. a sink rejecting the data) stops
+    # the worker instead of leaving it idle; offsets stay uncommitted, nothing is lost,
+    # and the supervisor (`run`, compose, Kubernetes) shows and restarts it.
+    logger.critical("stopping the worker: batch failed: %r", exc, exc_info=exc)
+    await app.crash(exc)  # type: ignore[arg-type]
+
+
+def _ack_when_stored(consumer: Any, records: list[Any]) -> Callable[[asyncio.Future[None]], None]:
+    def done(stored: asyncio.Future[None]) -> None:
+        if stored.cancelled():
+            return
+        exc = stored.exception()
+        if exc is not None:
+            _background.add(task := asyncio.ensure_future(_stop_worker(exc)))
+            task.add_done_callback(_background.discard)
+            return
+        intake_module.ack(consumer, records)
+
+    return done
+
+
+_background: set[asyncio.Future[None]] = set()
 
 
 @app.agent(readings_topic)
@@ -255,17 +279,23 @@ async def process_readings() -> None:
         if not records:
             continue
         intake_module.track(consumer, records)
-        await _fold(
+        stored = await _fold(
             [Message(r.topic, r.partition, r.offset, r.key, r.value or b"") for r in records]
         )
-        intake_module.ack(consumer, records)
+        # Acked once stored; meanwhile the next batch is folded.
+        stored.add_done_callback(_ack_when_stored(consumer, records))
 
 
 @app.agent(repartition_topic)
 async def process_repartitioned(stream: Any) -> None:
     """Readings that arrived on a partition other than their device's, rekeyed."""
     async for events in stream.take_events(settings.batch_max, within=settings.batch_within):
-        await _fold(_messages(events, repartitioned=True))
+        stored = await _fold(_messages(events, repartitioned=True))
+        try:
+            await stored  # the stream acks these events when the next batch is taken
+        except Exception as exc:
+            await _stop_worker(exc)
+            raise
 
 
 @app.agent(jobs_topic)

@@ -110,9 +110,11 @@ class Outputs(Protocol):
         its timestamp in us) for the devices table."""
         ...
 
-    def save_states(self, states: Sequence[tuple[str, DeviceState]]) -> Awaitable[None] | None:
-        """Write states to the changelog, stored before offsets are committed: either
-        awaitable (awaited before the batch ends) or flushed before the commit."""
+    def save_states(self, states: Sequence[tuple[str, int, bytes]]) -> Awaitable[None] | None:
+        """Write (device_id, partition, serialized state) to the changelog, stored before
+        offsets are committed: either awaitable (awaited before the batch ends) or flushed
+        before the commit. The states are serialized when the batch is folded: the
+        write may happen while the next batch is being folded."""
         ...
 
     def save_baselines(self, baselines: Sequence[tuple[str, int, bytes]]) -> Awaitable[None] | None:
@@ -163,11 +165,40 @@ class ReadingPipeline:
         self._seeks: dict[tuple[str, int], int] = {}
         self._probes: dict[tuple[str, int], int] = {}
         self._rate: deque[tuple[float, int]] = deque()
+        # the last batch's storing: its outputs, then everything (see submit)
+        self._outputs_stored: asyncio.Future[None] | None = None
+        self._stored: asyncio.Future[None] | None = None
 
     # -- the batch step ------------------------------------------------------------------
     async def handle(self, messages: Sequence[Message]) -> BatchResult:
+        """Fold a batch and return once everything it produced is stored."""
+        result, stored = await self.submit(messages)
+        await stored
+        return result
+
+    async def submit(self, messages: Sequence[Message]) -> tuple[BatchResult, asyncio.Future[None]]:
+        """Fold a batch now and store its outputs and states in the background; the future
+        completes when they are stored (ack the batch's records then), raising if they
+        could not be. Batches are stored in the order they were folded: a batch's outputs
+        after the previous batch's outputs, its states after the previous batch's states.
+
+        While a batch is being stored the next one is folded (the CPU work overlaps the
+        round trips to Kafka and the databases); at most two are in flight: this returns
+        after the previous batch is stored."""
         async with self.lock:
-            return await self._handle(messages)
+            previous = self._stored
+            result = await self._handle(messages)
+            stored = self._stored
+        assert stored is not None
+        if previous is not None:
+            await asyncio.wait([previous])  # its failure is reported by its own future
+        return result, stored
+
+    async def drain(self) -> None:
+        """Wait until every batch folded so far is stored (raises if one could not be)."""
+        stored = self._stored
+        if stored is not None:
+            await stored
 
     def admit(self, messages: Sequence[Message]) -> list[Message]:
         """Keep each partition's messages contiguous, whatever the consumer delivers.
@@ -301,6 +332,8 @@ class ReadingPipeline:
         forward: Sequence[tuple[str, bytes]],
         scored: dict[int, ScoredWindow],
     ) -> None:
+        """Start storing the batch: outputs first, then the states and baselines (as they
+        are now, serialized here), each after the previous batch's."""
         waits: list[tuple[str, Awaitable[None]]] = []
         if result.rejections:
             waits.append(
@@ -325,18 +358,80 @@ class ReadingPipeline:
                 reading = {"timestamp": latest[0], "power_w": latest[1], "energy_kwh": latest[2]}
                 seen.append((device_id, first, last, reading))
             waits.append(("devices", self.outputs.record_devices(seen)))
-        if waits:
-            started = time.monotonic()
-            timings: dict[str, float] = {}
-            await asyncio.gather(*(self._timed(name, w, timings) for name, w in waits))
-            elapsed = time.monotonic() - started
-            if elapsed > SLOW_OUTPUTS_S:
-                logger.warning(
-                    "slow outputs: %.1f s for one batch (%s)",
-                    elapsed,
-                    ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()),
-                )
-        await self._save_state([(d, self.states[d]) for d in result.touched])
+        self._start_store(waits, self._snapshot(result.touched))
+
+    def _snapshot(self, touched: Iterable[str]) -> tuple[list[Any], list[Any]]:
+        """The changed baselines and the touched devices' states, serialized now."""
+        states = self.states
+        baselines: list[tuple[str, int, bytes]] = []
+        if self.scoring is not None:
+            changed = self.scoring.changed_baselines()
+            baselines = [(d, _partition_of(states.get(d)), data) for d, data in changed]
+        records: list[tuple[str, int, bytes]] = []
+        for device_id in touched:
+            state = states[device_id]
+            partition = state.partition
+            if partition is None:
+                partition = partition_for(device_id, self.partitions)
+            records.append((device_id, partition, orjson.dumps(state.dump())))
+        return baselines, records
+
+    def _start_store(
+        self,
+        waits: list[tuple[str, Awaitable[None]]],
+        snapshot: tuple[list[Any], list[Any]],
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        outputs_stored: asyncio.Future[None] = loop.create_future()
+        stored = asyncio.ensure_future(
+            self._store(self._outputs_stored, self._stored, waits, snapshot, outputs_stored)
+        )
+        # Nobody may wait for the outputs alone: keep an unseen failure quiet (the batch's
+        # own future carries it).
+        outputs_stored.add_done_callback(_consume)
+        self._outputs_stored, self._stored = outputs_stored, stored
+
+    async def _store(
+        self,
+        previous_outputs: asyncio.Future[None] | None,
+        previous: asyncio.Future[None] | None,
+        waits: list[tuple[str, Awaitable[None]]],
+        snapshot: tuple[list[Any], list[Any]],
+        outputs_stored: asyncio.Future[None],
+    ) -> None:
+        try:
+            if previous_outputs is not None:
+                await previous_outputs
+        except BaseException as exc:
+            outputs_stored.set_exception(exc)
+            for _, wait in waits:  # never started: close the coroutines
+                close = getattr(wait, "close", None)
+                if close is not None:
+                    close()
+            raise
+        try:
+            await self._await_outputs(waits)
+        except BaseException as exc:
+            outputs_stored.set_exception(exc)
+            raise
+        outputs_stored.set_result(None)
+        if previous is not None:
+            await previous
+        await self._save_state(*snapshot)
+
+    async def _await_outputs(self, waits: list[tuple[str, Awaitable[None]]]) -> None:
+        if not waits:
+            return
+        started = time.monotonic()
+        timings: dict[str, float] = {}
+        await asyncio.gather(*(self._timed(name, w, timings) for name, w in waits))
+        elapsed = time.monotonic() - started
+        if elapsed > SLOW_OUTPUTS_S:
+            logger.warning(
+                "slow outputs: %.1f s for one batch (%s)",
+                elapsed,
+                ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()),
+            )
 
     @staticmethod
     async def _timed(name: str, wait: Awaitable[None], timings: dict[str, float]) -> None:
@@ -374,20 +469,15 @@ class ReadingPipeline:
             return {}
         return await self.scoring.score(readings, emissions, self.states)
 
-    async def _save_state(self, touched: Sequence[tuple[str, DeviceState]]) -> None:
+    async def _save_state(
+        self, baselines: Sequence[tuple[str, int, bytes]], states: Sequence[tuple[str, int, bytes]]
+    ) -> None:
         """Changed anomaly baselines and device states to their changelogs, concurrently."""
         waits: list[Awaitable[None] | None] = []
-        if self.scoring is not None:
-            changed = self.scoring.changed_baselines()
-            if changed:
-                states = self.states
-                waits.append(
-                    self.outputs.save_baselines(
-                        [(d, _partition_of(states.get(d)), data) for d, data in changed]
-                    )
-                )
-        if touched:
-            waits.append(self.outputs.save_states(touched))
+        if baselines:
+            waits.append(self.outputs.save_baselines(baselines))
+        if states:
+            waits.append(self.outputs.save_states(states))
         pending = [w for w in waits if w is not None]
         if pending:
             await asyncio.gather(*pending)
@@ -397,6 +487,7 @@ class ReadingPipeline:
         if self.scoring is None:
             return 0
         async with self.lock:
+            await self.drain()
             return await self.scoring.checkpoint()
 
     async def release_partitions(self, partitions: Iterable[int]) -> None:
@@ -404,27 +495,30 @@ class ReadingPipeline:
         if self.scoring is None:
             return
         async with self.lock:
+            await self.drain()
             await self.scoring.release(partitions)
 
     # -- idle flush (SEMANTICS.md section 6) -----------------------------------------------
     async def flush_idle(self, idle_seconds: float) -> int:
         """Emit the windows of every device quiet for ``idle_seconds`` of wall clock."""
         async with self.lock:
+            await self.drain()
             now = self.clock()
             emissions: list[Emission] = []
-            touched: list[tuple[str, DeviceState]] = []
+            touched: list[str] = []
             for device_id, state in list(self.states.items()):
                 if state.pending and now - state.last_wall >= idle_seconds:
                     emissions.extend(self.processor.flush(device_id, state))
-                    touched.append((device_id, state))
+                    touched.append(device_id)
+            waits: list[tuple[str, Awaitable[None]]] = []
             if emissions:
                 scored = await self._score(None, emissions)
                 windows, anomalies = self.to_models(emissions, scored)
-                waits = [self.outputs.publish(windows)]
+                waits.append(("publish", self.outputs.publish(windows)))
                 if anomalies:
-                    waits.append(self.outputs.publish_anomalies(anomalies))
-                await asyncio.gather(*waits)
-            await self._save_state(touched)
+                    waits.append(("anomalies", self.outputs.publish_anomalies(anomalies)))
+            self._start_store(waits, self._snapshot(touched))
+            await self.drain()
             if touched:
                 logger.info(
                     "idle flush",
@@ -459,6 +553,11 @@ class ReadingPipeline:
         if self.scoring is not None:
             data["anomaly"] = self.scoring.stats()
         return data
+
+
+def _consume(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _partition_of(state: DeviceState | None) -> int:

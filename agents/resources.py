@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from agents.pipeline import Message, ReadingPipeline, dlq_value, partition_for
+from agents.pipeline import Message, ReadingPipeline, dlq_value
 from agents.produce import KeyedRecord, PlacedRecord, send_keyed, send_placed
 from agents.scoring import BaselineStore, PartitionScorers
 from models.metrics import WindowAggregate
@@ -25,7 +25,6 @@ from storage.resilient import ResilientSink
 from streams.anomaly import anomaly_config_from_settings
 from streams.config import config_from_settings
 from streams.decode import Reading, Rejection
-from streams.device import DeviceState
 from streams.processor import StreamProcessor
 from streams.timeparse import format_us, us_to_datetime
 
@@ -97,16 +96,8 @@ class FaustOutputs:
             ]
             await self.r.devices_sink.write(rows)  # type: ignore[arg-type]
 
-    async def save_states(self, states: Sequence[tuple[str, DeviceState]]) -> None:
-        table = self.r.table
-        partitions = self.r.settings.topic_partitions
-        records = []
-        for device_id, state in states:
-            partition = state.partition
-            if partition is None:
-                partition = partition_for(device_id, partitions)
-            records.append((device_id, partition, orjson.dumps(state.dump())))
-        await self._write_changelog(table, records)
+    async def save_states(self, states: Sequence[tuple[str, int, bytes]]) -> None:
+        await self._write_changelog(self.r.table, states)
 
     async def save_baselines(self, baselines: Sequence[tuple[str, int, bytes]]) -> None:
         if self.r.baseline_table is None:

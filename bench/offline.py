@@ -17,8 +17,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from agents.pipeline import Message, ReadingPipeline
 from agents.scoring import BaselineStore, PartitionScorers
 from bench.workload import generate
@@ -27,7 +25,6 @@ from service.settings import Settings
 from storage.postgres import _NAMES
 from streams.anomaly import anomaly_config_from_settings
 from streams.config import config_from_settings
-from streams.device import DeviceState
 from streams.processor import StreamProcessor
 
 
@@ -66,9 +63,8 @@ class SerializingOutputs:
     async def record_devices(self, seen: Sequence[Any]) -> None:
         return None
 
-    async def save_states(self, states: Sequence[tuple[str, DeviceState]]) -> None:
-        for _, state in states:
-            orjson.dumps(state.dump())
+    async def save_states(self, states: Sequence[tuple[str, int, bytes]]) -> None:
+        return None
 
     async def save_baselines(self, baselines: Sequence[tuple[str, int, bytes]]) -> None:
         return None

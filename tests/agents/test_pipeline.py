@@ -11,7 +11,6 @@ from agents.pipeline import Message, ReadingPipeline, partition_for
 from models.metrics import WindowAggregate
 from streams.config import ProcessingConfig
 from streams.decode import Rejection
-from streams.device import DeviceState
 from streams.processor import StreamProcessor
 
 
@@ -34,8 +33,8 @@ class ListOutputs:
     async def record_devices(self, seen: Sequence[tuple[str, int, int, dict[str, Any]]]) -> None:
         self.log.append(("devices", list(seen)))
 
-    def save_states(self, states: Sequence[tuple[str, DeviceState]]) -> None:
-        self.log.append(("save", [d for d, _ in states]))
+    def save_states(self, states: Sequence[tuple[str, int, bytes]]) -> None:
+        self.log.append(("save", [d for d, _, _ in states]))
 
 
 def reading(device: str, ts: int, power: float = 100.0) -> bytes:

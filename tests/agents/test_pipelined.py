@@ -1,0 +1,157 @@
+"""Storing a batch while the next is folded (ReadingPipeline.submit): outputs before states,
+each after the previous batch's; states as they were when their batch was folded; a
+failure stops everything after it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import pytest
+
+from agents.pipeline import Message, ReadingPipeline
+from models.metrics import WindowAggregate
+from streams.config import ProcessingConfig
+from streams.device import DeviceState
+from streams.processor import StreamProcessor
+from tests.agents.test_pipeline import reading
+
+HOUR = 3600
+
+
+class GatedOutputs:
+    """Outputs whose writes finish only when the test opens their gate."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, Any]] = []
+        self.gates: dict[str, asyncio.Event] = {}
+        self.fail: set[str] = set()
+
+    def gate(self, name: str) -> asyncio.Event:
+        return self.gates.setdefault(name, asyncio.Event())
+
+    async def _write(self, name: str, data: Any) -> None:
+        self.log.append((f"{name} started", data))
+        await self.gate(name).wait()
+        if name in self.fail:
+            raise RuntimeError(f"{name} failed")
+        self.log.append((f"{name} stored", data))
+
+    async def dead_letter(self, items: Sequence[Any]) -> None:
+        return None
+
+    async def forward(self, items: Sequence[Any]) -> None:
+        return None
+
+    async def publish(self, windows: Sequence[WindowAggregate]) -> None:
+        await self._write("publish", sorted({w.window_start.timestamp() for w in windows}))
+
+    async def publish_anomalies(self, items: Sequence[Any]) -> None:
+        return None
+
+    async def publish_readings(self, readings: Sequence[Any]) -> None:
+        return None
+
+    async def record_devices(self, seen: Sequence[Any]) -> None:
+        return None
+
+    async def save_states(self, states: Sequence[tuple[str, int, bytes]]) -> None:
+        loaded = {d: DeviceState.load(orjson.loads(value)) for d, _, value in states}
+        await self._write("states", {d: s.max_ts for d, s in loaded.items()})
+
+    async def save_baselines(self, baselines: Sequence[Any]) -> None:
+        return None
+
+
+def make() -> tuple[ReadingPipeline, GatedOutputs]:
+    outputs = GatedOutputs()
+    pipeline = ReadingPipeline(
+        StreamProcessor(ProcessingConfig(grace_s=0)),
+        {},
+        outputs,
+        partitions=1,
+        currency="EUR",
+        clock=lambda: 1_900_000_000.0,
+    )
+    return pipeline, outputs
+
+
+START = 1_800_000_000 - 1_800_000_000 % HOUR  # an hour boundary, seconds
+
+
+def batch(number: int) -> list[Message]:
+    """Batch ``number``: readings at the start of hours 2n and 2n+1 (each batch closes
+    an hour window, so it has something to publish)."""
+    return [
+        Message("r", 0, offset, b"a", reading("a", START + offset * HOUR))
+        for offset in (2 * number, 2 * number + 1)
+    ]
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_next_batch_folds_while_the_previous_is_stored_in_order() -> None:
+    pipeline, outputs = make()
+    hour = HOUR * 10**6
+    _, first = await asyncio.wait_for(pipeline.submit(batch(0)), 5)  # no wait: none before
+    submitting = asyncio.ensure_future(pipeline.submit(batch(1)))
+    await settle()
+    # the second batch is folded while the first is being stored ...
+    assert pipeline.states["a"].max_ts == START * 10**6 + 3 * hour
+    assert not first.done() and not submitting.done()  # ... and submit waits for the first
+    # only the first batch's outputs have started; the second's wait for them
+    assert [kind for kind, _ in outputs.log] == ["publish started"]
+    outputs.gate("publish").set()
+    await settle()
+    kinds = [kind for kind, _ in outputs.log]
+    assert kinds[:2] == ["publish started", "publish stored"]
+    assert set(kinds[2:4]) == {"states started", "publish started"}
+    outputs.gate("states").set()
+    _, second = await asyncio.wait_for(submitting, 5)
+    await asyncio.wait_for(second, 5)
+    assert first.done()
+    states = [data for kind, data in outputs.log if kind == "states stored"]
+    # each batch wrote the state as it was after its own fold, not the later one
+    assert states == [{"a": START * 10**6 + hour}, {"a": START * 10**6 + 3 * hour}]
+    stored = [kind for kind, _ in outputs.log if kind.endswith("stored")]
+    publish = [i for i, kind in enumerate(stored) if kind == "publish stored"]
+    saved = [i for i, kind in enumerate(stored) if kind == "states stored"]
+    # a batch's states after its outputs; the second batch's after the first's
+    assert len(publish) == len(saved) == 2
+    assert publish[0] < saved[0] < saved[1] and publish[1] < saved[1]
+
+
+async def test_a_failed_output_fails_its_batch_and_every_later_one_without_saving_state() -> None:
+    pipeline, outputs = make()
+    _, first = await asyncio.wait_for(pipeline.submit(batch(0)), 5)
+    submitting = asyncio.ensure_future(pipeline.submit(batch(1)))
+    await settle()
+    outputs.fail.add("publish")
+    outputs.gate("publish").set()
+    outputs.gate("states").set()
+    with pytest.raises(RuntimeError, match="publish failed"):
+        await asyncio.wait_for(first, 5)
+    _, second = await asyncio.wait_for(submitting, 5)  # submit itself does not raise
+    with pytest.raises(RuntimeError, match="publish failed"):
+        await asyncio.wait_for(second, 5)
+    assert not [kind for kind, _ in outputs.log if kind.startswith("states")]
+    with pytest.raises(RuntimeError):
+        await asyncio.wait_for(pipeline.drain(), 5)
+
+
+async def test_idle_flush_and_checkpoints_wait_for_the_batch_being_stored() -> None:
+    pipeline, outputs = make()
+    await asyncio.wait_for(pipeline.submit(batch(0)), 5)
+    flushing = asyncio.ensure_future(pipeline.flush_idle(0.0))
+    await settle()
+    assert not flushing.done()  # the batch's outputs are not stored yet
+    outputs.gate("publish").set()
+    outputs.gate("states").set()
+    assert await asyncio.wait_for(flushing, 5) >= 1
+    kinds = [kind for kind, _ in outputs.log if kind.endswith("stored")]
+    assert kinds == ["publish stored", "states stored", "publish stored", "states stored"]
