@@ -265,7 +265,9 @@ async def subscribe_readings(stream: Any) -> None:
 async def process_readings() -> None:
     """Decode, route, fold and emit readings, a batch of records at a time."""
     while True:
-        records = await intake.take(settings.batch_max, settings.batch_within)
+        records = await intake.take(
+            settings.batch_max, settings.batch_within, settings.batch_max_bytes
+        )
         if not await _partitions_verified():
             return
         consumer: Any = app.consumer

@@ -41,6 +41,8 @@ class Intake:
         self._room = asyncio.Event()
         self._room.set()
         self._wanted = 1
+        self._wanted_bytes = 1
+        self.bytes = 0  # sum of the buffered records' value sizes
 
     def __len__(self) -> int:
         return len(self.buffer)
@@ -50,25 +52,39 @@ class Intake:
             self._room.clear()
             await self._room.wait()
         self.buffer.append(message)
-        if len(self.buffer) >= self._wanted:
+        self.bytes += _size(message)
+        if len(self.buffer) >= self._wanted or self.bytes >= self._wanted_bytes:
             self._arrived.set()
 
-    async def take(self, max_records: int, within: float) -> list[Any]:
-        """Up to ``max_records`` records, waiting for a first one and then at most
-        ``within`` seconds for the batch to fill (like Faust's ``take_events``)."""
+    async def take(
+        self, max_records: int, within: float, max_bytes: int | None = None
+    ) -> list[Any]:
+        """Up to ``max_records`` records and (beyond the first) ``max_bytes`` of values,
+        waiting for a first one and then at most ``within`` seconds for the batch to fill
+        (like Faust's ``take_events``)."""
         buffer = self.buffer
+        limit = max_bytes if max_bytes is not None else 1 << 62
         while not buffer:
             self._wanted = 1
             self._arrived.clear()
             await self._arrived.wait()
-        if len(buffer) < max_records:
+        if len(buffer) < max_records and self.bytes < limit:
             self._wanted = max_records
+            self._wanted_bytes = limit
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), within)
             self._wanted = 1
-        count = min(max_records, len(buffer))
-        batch = [buffer.popleft() for _ in range(count)]
+            self._wanted_bytes = 1
+        batch = [buffer.popleft()]
+        taken = _size(batch[0])
+        while buffer and len(batch) < max_records:
+            size = _size(buffer[0])
+            if taken + size > limit:
+                break
+            batch.append(buffer.popleft())
+            taken += size
+        self.bytes -= taken
         self._room.set()
         return batch
 
@@ -77,12 +93,14 @@ class Intake:
         if tps is None:
             dropped = len(self.buffer)
             self.buffer.clear()
+            self.bytes = 0
         else:
             gone = set(tps)
             kept = [m for m in self.buffer if (m.topic, m.partition) not in gone]
             dropped = len(self.buffer) - len(kept)
             self.buffer.clear()  # in place: a waiting take() holds this deque
             self.buffer.extend(kept)
+            self.bytes = sum(_size(m) for m in kept)
         self._room.set()
         return dropped
 
@@ -151,6 +169,11 @@ def install(intake: Intake) -> None:
             unset_flag(CONSUMER_FETCHING)
 
     Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]
+
+
+def _size(message: Any) -> int:
+    value = getattr(message, "value", None)
+    return len(value) if value else 0
 
 
 def track(consumer: Any, messages: Iterable[Any]) -> None:

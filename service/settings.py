@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     # Worker tuning: messages folded per batch, and how long to wait to fill one.
     batch_max: int = Field(default=2000, ge=1, le=100_000)
     batch_within: float = Field(default=0.05, gt=0, le=10)
+    # ... and at most this many bytes of message values (gateway arrays are large)
+    batch_max_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 30)
     # 1 works around the embedded broker's ListOffsets bug after batched produce (see
     # README); raise it (e.g. 65536) against Apache Kafka for throughput.
     producer_max_batch_size: int = Field(default=1, ge=1)

@@ -13,6 +13,7 @@ class Record:
     topic: str
     partition: int
     offset: int
+    value: bytes = b""
 
 
 async def test_take_returns_a_full_batch_at_once_and_a_partial_one_after_within() -> None:
@@ -58,3 +59,30 @@ async def test_dropping_revoked_partitions_keeps_a_waiting_take_working() -> Non
     await intake.put(Record("r", 1, 1))
     assert [r.offset for r in await asyncio.wait_for(waiting, 1.0)] == [1]
     assert intake.drop() == 0
+
+
+async def test_take_stops_at_max_bytes_but_always_takes_one_record() -> None:
+    intake = Intake(["r"], maxsize=100)
+    for offset, size in enumerate([400, 400, 400, 2000, 10]):
+        await intake.put(Record("r", 0, offset, b"x" * size))
+    assert intake.bytes == 3210
+    assert [r.offset for r in await intake.take(10, within=5.0, max_bytes=1000)] == [0, 1]
+    assert [r.offset for r in await intake.take(10, within=5.0, max_bytes=1000)] == [2]
+    assert [r.offset for r in await intake.take(10, within=5.0, max_bytes=1000)] == [3]
+    assert intake.bytes == 10
+    started = asyncio.get_running_loop().time()
+    assert [r.offset for r in await intake.take(10, within=0.05, max_bytes=1000)] == [4]
+    assert asyncio.get_running_loop().time() - started >= 0.04  # waited to fill
+    assert intake.bytes == 0
+
+
+async def test_a_waiting_take_returns_once_enough_bytes_arrived() -> None:
+    intake = Intake(["r"], maxsize=100)
+    await intake.put(Record("r", 0, 0, b"x" * 10))
+    waiting = asyncio.create_task(intake.take(100, within=5.0, max_bytes=100))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    await intake.put(Record("r", 0, 1, b"x" * 95))
+    batch = await asyncio.wait_for(waiting, 1.0)
+    assert [r.offset for r in batch] == [0]  # the second would pass max_bytes
+    assert intake.drop() == 1 and intake.bytes == 0
