@@ -314,12 +314,16 @@ class Engine:
                 acc = target.get(key)
                 if acc is None:
                     acc = target[key] = Acc(n_prices)
-                acc.add_energy(share, overlap, price)
+                acc.energy += share  # Acc.add_energy, inlined
+                acc.covered += overlap
+                acc.by_price[price] += share
                 key = (DAY, d_start)
                 acc = target.get(key)
                 if acc is None:
                     acc = target[key] = Acc(n_prices)
-                acc.add_energy(share, overlap, price)
+                acc.energy += share
+                acc.covered += overlap
+                acc.by_price[price] += share
                 x = z
 
     def _spread_one(

@@ -119,7 +119,7 @@ class Calendar:
                 result.append((end, end + US_PER_HOUR))
                 end += US_PER_HOUR
             return result
-        window = self.window(period, lo)
+        window = (self.day if period == DAY else self.week if period == WEEK else self.month)(lo)
         result = [window]
         end = window[1]
         if end <= hi:
