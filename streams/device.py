@@ -26,13 +26,13 @@ from streams.accumulator import Acc
 from streams.config import ProcessingConfig
 from streams.decode import Reading
 from streams.tariff import PriceTable
-from streams.timeparse import US_PER_S, us_to_datetime
+from streams.timeparse import US_PER_HOUR, US_PER_S, us_to_datetime
 from streams.windows import DAY, HOUR, MONTH, PERIOD_NAMES, WEEK, Calendar
 
 STATE_VERSION = 1
-_DIRECT = (HOUR, DAY)
 _COMBINED = (WEEK, MONTH)
 _ALL = (HOUR, DAY, WEEK, MONTH)
+_LOCAL = (DAY, WEEK, MONTH)  # periods whose windows follow the local calendar
 
 Key = tuple[int, int]  # (period code, window start us)
 
@@ -176,50 +176,83 @@ class Engine:
         """Judge ``readings`` (one device, arrival order), fold them, return what to emit."""
         out = BatchOutcome()
         rows = state.readings
-        old_wm = None if state.max_ts is None else state.max_ts - self.grace
+        grace = self.grace
+        max_ts = state.max_ts
+        old_wm = None if max_ts is None else max_ts - grace
         old_floor = rows[0][0] if rows else None
         lo: int | None = None
         hi: int | None = None
+        accepted = out.accepted_readings
         for reading in readings:
             ts = reading.ts
-            if state.max_ts is not None and ts < state.max_ts - self.grace:
+            if max_ts is not None and ts < max_ts - grace:
                 out.late.append(reading)
                 continue
-            pos = bisect_left(rows, ts, key=_ts)
-            if pos < len(rows) and rows[pos][0] == ts:
-                out.duplicates += 1
-                continue
-            rows.insert(pos, [ts, reading.power_w, reading.energy_kwh])
-            left = rows[pos - 1][0] if pos > 0 else ts
-            right = rows[pos + 1][0] if pos + 1 < len(rows) else ts
-            lo = left if lo is None or left < lo else lo
-            hi = right if hi is None or right > hi else hi
-            if state.max_ts is None or ts > state.max_ts:
-                state.max_ts = ts
-            out.accepted += 1
-            out.accepted_readings.append(reading)
+            n = len(rows)
+            if n == 0 or ts > rows[-1][0]:  # the common case: a new latest reading
+                rows.append([ts, reading.power_w, reading.energy_kwh])
+                left = rows[-2][0] if n else ts
+                right = ts
+            else:
+                pos = bisect_left(rows, ts, key=_ts)
+                if rows[pos][0] == ts:
+                    out.duplicates += 1
+                    continue
+                rows.insert(pos, [ts, reading.power_w, reading.energy_kwh])
+                left = rows[pos - 1][0] if pos > 0 else ts
+                right = rows[pos + 1][0]
+            if lo is None or left < lo:
+                lo = left
+            if hi is None or right > hi:
+                hi = right
+            if max_ts is None or ts > max_ts:
+                max_ts = ts
+            accepted.append(reading)
+        state.max_ts = max_ts
         state.last_wall = wall
-        if out.accepted == 0:
+        out.accepted = len(accepted)
+        if not accepted:
             return out
+        assert max_ts is not None and lo is not None and hi is not None
         state.pending = True
         out.spikes += self._freeze(state)
-        new_wm = state.max_ts - self.grace  # type: ignore[operator]
+        new_wm = max_ts - grace
+        calendar = self.calendar
         candidates: set[tuple[int, int, int]] = set()
-        assert lo is not None and hi is not None
-        for period in _ALL:
-            for start, end in self.calendar.windows_overlapping(period, lo, hi):
+        # hour windows holding any instant of [lo, hi] that the watermark has passed
+        start = lo - lo % US_PER_HOUR
+        while True:
+            end = start + US_PER_HOUR
+            if end <= new_wm:
+                candidates.add((HOUR, start, end))
+            if end > hi:
+                break
+            start = end
+        for period in _LOCAL:
+            for start, end in calendar.windows_overlapping(period, lo, hi):
                 if end <= new_wm:
                     candidates.add((period, start, end))
         floor = old_wm if old_wm is not None else lo
         if old_floor is not None and old_floor > floor:
             floor = old_floor
         if floor < new_wm:
-            for period in _ALL:
-                for start, end in self.calendar.windows_overlapping(period, floor, new_wm - 1):
+            last = new_wm - 1
+            start = floor - floor % US_PER_HOUR
+            while True:
+                end = start + US_PER_HOUR
+                if end <= new_wm:
+                    candidates.add((HOUR, start, end))
+                if end > last:
+                    break
+                start = end
+            for period in _LOCAL:
+                for start, end in calendar.windows_overlapping(period, floor, last):
                     if end <= new_wm:
                         candidates.add((period, start, end))
-        for period, start, end in sorted(candidates):
-            self._maybe_emit(device_id, state, period, start, end, out.emissions)
+        if candidates:
+            emissions = out.emissions
+            for period, start, end in sorted(candidates):
+                self._maybe_emit(device_id, state, period, start, end, emissions)
         self._close(state)
         return out
 
@@ -231,7 +264,7 @@ class Engine:
             return emissions
         keys: set[tuple[int, int, int]] = set()
         for period, start in state.frozen:
-            keys.add((period, start, self.calendar.window(period, start)[1]))
+            keys.add((period, start, self.calendar.window_at(period, start)[1]))
         for period in _ALL:
             for start, end in self.calendar.windows_overlapping(
                 period, state.readings[0][0], state.max_ts
@@ -266,24 +299,59 @@ class Engine:
         lo: int,
         hi: int,
         target: dict[Key, Acc],
-        periods: tuple[int, ...],
     ) -> None:
-        """Add ``energy`` spread uniformly over ``[a, b)``, restricted to ``[lo, hi)``."""
+        """Add ``energy`` spread uniformly over ``[a, b)``, restricted to ``[lo, hi)``, to
+        the hour and day windows in ``target`` (pieces split at hour, day and price
+        changes; each piece adds to its hour, then its day)."""
         length = b - a
-        calendar = self.calendar
-        for x, y, price in self.prices.segments(max(a, lo), min(b, hi)):
+        day = self.calendar.day
+        n_prices = self.n_prices
+        for x, y, price in self.prices.segments(a if a > lo else lo, b if b < hi else hi):
             while x < y:
-                h_start, h_end = calendar.hour(x)
-                d_start, d_end = calendar.day(x)
-                z = min(y, h_end, d_end)
+                h_start = x - x % US_PER_HOUR
+                d_start, d_end = day(x)
+                z = h_start + US_PER_HOUR
+                if y < z:
+                    z = y
+                if d_end < z:
+                    z = d_end
                 overlap = z - x
                 share = energy * overlap / length
-                for period in periods:
-                    key = (period, h_start if period == HOUR else d_start)
-                    acc = target.get(key)
-                    if acc is None:
-                        acc = target[key] = Acc(self.n_prices)
-                    acc.add_energy(share, overlap, price)
+                key = (HOUR, h_start)
+                acc = target.get(key)
+                if acc is None:
+                    acc = target[key] = Acc(n_prices)
+                acc.energy += share  # Acc.add_energy, inlined
+                acc.covered += overlap
+                acc.by_price[price] += share
+                key = (DAY, d_start)
+                acc = target.get(key)
+                if acc is None:
+                    acc = target[key] = Acc(n_prices)
+                acc.energy += share
+                acc.covered += overlap
+                acc.by_price[price] += share
+                x = z
+
+    def _spread_one(
+        self, a: int, b: int, energy: float, period: int, start: int, end: int, acc: Acc
+    ) -> None:
+        """``_spread`` into the one window ``(period, start)`` (``acc``), restricted to it:
+        the same pieces, so the same sums; pieces of other windows are dropped."""
+        length = b - a
+        day = self.calendar.day
+        for x, y, price in self.prices.segments(a if a > start else start, b if b < end else end):
+            while x < y:
+                h_start = x - x % US_PER_HOUR
+                d_start, d_end = day(x)
+                z = h_start + US_PER_HOUR
+                if y < z:
+                    z = y
+                if d_end < z:
+                    z = d_end
+                overlap = z - x
+                if (h_start if period == HOUR else d_start) == start:
+                    acc.add_energy(energy * overlap / length, overlap, price)
                 x = z
 
     def _freeze(self, state: DeviceState) -> int:
@@ -291,21 +359,33 @@ class Engine:
         rows = state.readings
         assert state.max_ts is not None
         watermark = state.max_ts - self.grace
+        if len(rows) < 2 or rows[1][0] > watermark:
+            return 0
         spikes = 0
         frozen = state.frozen
-        while len(rows) >= 2 and rows[1][0] <= watermark:
-            a, b = rows[0], rows[1]
-            for period in _DIRECT:
-                start = self.calendar.window(period, a[0])[0]
-                acc = frozen.get((period, start))
-                if acc is None:
-                    acc = frozen[(period, start)] = Acc(self.n_prices)
-                acc.add_reading(a[0], a[1])
+        day = self.calendar.day
+        n_prices = self.n_prices
+        done = 0
+        last = len(rows) - 1
+        while done < last and rows[done + 1][0] <= watermark:
+            a, b = rows[done], rows[done + 1]
+            t = a[0]
+            key = (HOUR, t - t % US_PER_HOUR)
+            acc = frozen.get(key)
+            if acc is None:
+                acc = frozen[key] = Acc(n_prices)
+            acc.add_reading(t, a[1])
+            key = (DAY, day(t)[0])
+            acc = frozen.get(key)
+            if acc is None:
+                acc = frozen[key] = Acc(n_prices)
+            acc.add_reading(t, a[1])
             energy, covered, spike = self.interval(a, b)
             spikes += spike
             if covered:
-                self._spread(a[0], b[0], energy, a[0], b[0], frozen, _DIRECT)
-            rows.pop(0)
+                self._spread(t, b[0], energy, t, b[0], frozen)
+            done += 1
+        del rows[:done]
         return spikes
 
     # -- window values (section 4) -----------------------------------------------------
@@ -319,23 +399,24 @@ class Engine:
         for row in rows:
             if start <= row[0] < end:
                 acc.add_reading(row[0], row[1])
-        scratch = {(period, start): acc}
-        for i in range(len(rows) - 1):
-            a, b = rows[i], rows[i + 1]
-            if b[0] <= start or a[0] >= end:
+        previous = None
+        for row in rows:
+            a, previous = previous, row
+            if a is None or row[0] <= start or a[0] >= end:
                 continue
-            energy, covered, _ = self.interval(a, b)
+            energy, covered, _ = self.interval(a, row)
             if covered:
-                self._spread(a[0], b[0], energy, start, end, scratch, (period,))
+                self._spread_one(a[0], row[0], energy, period, start, end, acc)
         return acc
 
     def _combined_value(self, state: DeviceState, period: int, start: int, end: int) -> Acc:
         base = state.frozen.get((period, start))
         acc = base.copy() if base is not None else Acc(self.n_prices)
         days: set[tuple[int, int]] = set()
+        window_at = self.calendar.window_at
         for p, s in state.frozen:
             if p == DAY and start <= s < end:
-                days.add((s, self.calendar.day(s)[1]))
+                days.add((s, window_at(DAY, s)[1]))
         if state.readings and state.max_ts is not None:
             lo, hi = max(start, state.readings[0][0]), min(end - 1, state.max_ts)
             if lo <= hi:
@@ -373,38 +454,45 @@ class Engine:
 
     def _close(self, state: DeviceState) -> None:
         """Drop windows that can never change again; fold closed days into weeks/months."""
-        if not state.readings:
+        rows = state.readings
+        if not rows:
             return
-        anchor = state.readings[0][0]
+        anchor = rows[0][0]
         frozen = state.frozen
-        closing_days = sorted(
-            s for (p, s) in frozen if p == DAY and self.calendar.day(s)[1] <= anchor
-        )
-        prices = self.prices.prices
-        for day_start in closing_days:
-            acc = frozen.pop((DAY, day_start))
-            state.emitted.pop((DAY, day_start), None)
-            for period in _COMBINED:
-                w_start = self.calendar.window(period, day_start)[0]
-                target = frozen.get((period, w_start))
-                if target is None:
-                    target = frozen[(period, w_start)] = Acc(self.n_prices)
-                target.merge_window(acc, prices)
+        emitted = state.emitted
+        window_at = self.calendar.window_at
+        closing_days = [s for p, s in frozen if p == DAY and window_at(DAY, s)[1] <= anchor]
+        if closing_days:
+            closing_days.sort()
+            prices = self.prices.prices
+            for day_start in closing_days:
+                acc = frozen.pop((DAY, day_start))
+                emitted.pop((DAY, day_start), None)
+                for period in _COMBINED:
+                    key = (period, window_at(period, day_start)[0])
+                    target = frozen.get(key)
+                    if target is None:
+                        target = frozen[key] = Acc(self.n_prices)
+                    target.merge_window(acc, prices)
         closed_until = self.calendar.day(anchor)[0]
-        if state.closed_until is None or closed_until > state.closed_until:
-            state.closed_until = closed_until
-        for key in [k for k in frozen if k[0] == HOUR and k[1] + 3_600 * US_PER_S <= anchor]:
+        closed = state.closed_until
+        if closed is None or closed_until > closed:
+            state.closed_until = closed = closed_until
+        hour_limit = anchor - US_PER_HOUR
+        doomed = []
+        for key in frozen:
+            period = key[0]
+            if period == HOUR:
+                if key[1] <= hour_limit:
+                    doomed.append(key)
+            elif period != DAY and window_at(period, key[1])[1] <= closed:
+                doomed.append(key)
+        for key in doomed:
             del frozen[key]
-            state.emitted.pop(key, None)
-        for period in _COMBINED:
-            for key in [k for k in frozen if k[0] == period]:
-                if self.calendar.window(period, key[1])[1] <= state.closed_until:
-                    del frozen[key]
-                    state.emitted.pop(key, None)
-        for key in [k for k in state.emitted if k not in frozen]:
-            end = self.calendar.window(key[0], key[1])[1]
-            if end <= (anchor if key[0] in _DIRECT else state.closed_until):
-                del state.emitted[key]
+            emitted.pop(key, None)
+        for key in [key for key in emitted if key not in frozen]:
+            if window_at(key[0], key[1])[1] <= (anchor if key[0] <= DAY else closed):
+                del emitted[key]
 
 
 def _ts(row: list[Any]) -> int:

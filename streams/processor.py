@@ -98,6 +98,11 @@ class StreamProcessor:
             else:
                 group.append(reading)
         counters = self.counters
+        process = self.engine.process
+        touched = result.touched
+        accepted = result.accepted
+        emitted = result.emissions
+        devices = result.devices
         for device_id, group in by_device.items():
             state = states.get(device_id)
             if state is None:
@@ -106,26 +111,32 @@ class StreamProcessor:
                 group = self._skip_replayed(state, group, positions)
                 if not group:
                     continue
-            outcome = self.engine.process(device_id, state, group, wall)
+            outcome = process(device_id, state, group, wall)
             states[device_id] = state
-            result.touched.add(device_id)
+            touched.add(device_id)
             counters.readings_accepted += outcome.accepted
-            result.accepted.extend(outcome.accepted_readings)
+            accepted.extend(outcome.accepted_readings)
             counters.duplicates += outcome.duplicates
             counters.spikes += outcome.spikes
             for late in outcome.late:
                 counters.rejected_by_reason[LATE] += 1
                 result.rejections.append(self.late_rejection(late, state))
-            self._count(outcome.emissions)
-            result.emissions.extend(outcome.emissions)
+            if outcome.emissions:
+                self._count(outcome.emissions)
+                emitted.extend(outcome.emissions)
             if outcome.accepted:
-                late_ids = {id(r) for r in outcome.late}
-                first = min(r.ts for r in group if id(r) not in late_ids)
-                seen = result.devices.get(device_id)
-                if seen is not None:
-                    first = min(first, seen[0])
+                if len(group) == 1:
+                    first = group[0].ts
+                elif outcome.late:
+                    late_ids = {id(r) for r in outcome.late}
+                    first = min(r.ts for r in group if id(r) not in late_ids)
+                else:
+                    first = min(r.ts for r in group)
+                seen = devices.get(device_id)
+                if seen is not None and seen[0] < first:
+                    first = seen[0]
                 assert state.max_ts is not None
-                result.devices[device_id] = (first, state.max_ts)
+                devices[device_id] = (first, state.max_ts)
 
     def _skip_replayed(
         self, state: DeviceState, group: list[Reading], positions: Sequence[tuple[int, int]]
@@ -168,10 +179,11 @@ class StreamProcessor:
         return emissions
 
     def _count(self, emissions: list[Emission]) -> None:
+        counters = self.counters
+        counters.windows_emitted += len(emissions)
         for emission in emissions:
-            self.counters.windows_emitted += 1
             if emission.revision:
-                self.counters.windows_revised += 1
+                counters.windows_revised += 1
 
     def late_rejection(self, reading: Reading, state: DeviceState) -> Rejection:
         assert state.max_ts is not None

@@ -74,6 +74,73 @@ def parse_rfc3339(text: str) -> int:
     return ts
 
 
+def fast_rfc3339(text: str) -> int | None:
+    """``parse_rfc3339(text)`` for a valid ASCII timestamp, else None (then call that for
+    the result or the error). The minute prefix ``YYYY-MM-DDTHH:MM:`` is checked once and
+    cached: readings of one batch share a handful of minutes."""
+    if len(text) < 20 or not text.isascii():
+        return None
+    base = _MINUTES.get(text[:17])
+    if base is None:
+        base = _minute_seconds(text[:17])
+        if base is None:
+            return None
+        if len(_MINUTES) >= _MINUTES_LIMIT:
+            _MINUTES.clear()
+        _MINUTES[text[:17]] = base
+    second = text[17:19]
+    if not second.isdigit() or second > "59":
+        return None
+    last = text[-1]
+    if last == "Z" or last == "z":
+        body = text[19:-1]
+        offset_s = 0
+    elif len(text) >= 25 and text[-3] == ":" and (text[-6] == "+" or text[-6] == "-"):
+        off_h, off_m = text[-5:-3], text[-2:]
+        if not off_h.isdigit() or not off_m.isdigit() or off_h > "23" or off_m > "59":
+            return None
+        offset_s = int(off_h) * 3600 + int(off_m) * 60
+        if text[-6] == "-":
+            offset_s = -offset_s
+        body = text[19:-6]
+    else:
+        return None
+    if body:
+        if body[0] != "." or not body[1:].isdigit():
+            return None
+        micros = int((body[1:] + "00000")[:6])
+    else:
+        micros = 0
+    ts = (base + int(second) - offset_s) * US_PER_S + micros
+    return ts if MIN_TS_US <= ts < MAX_TS_US else None
+
+
+_MINUTES: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:" -> seconds since the epoch (valid ones)
+_MINUTES_LIMIT = 100_000
+
+
+def _minute_seconds(prefix: str) -> int | None:
+    """Seconds since the epoch of an ASCII ``YYYY-MM-DDTHH:MM:`` that parse_rfc3339 accepts."""
+    if (
+        prefix[4] != "-"
+        or prefix[7] != "-"
+        or prefix[10] not in ("T", "t", " ")
+        or prefix[13] != ":"
+        or prefix[16] != ":"
+    ):
+        return None
+    fields = (prefix[0:4], prefix[5:7], prefix[8:10], prefix[11:13], prefix[14:16])
+    if not all(field.isdigit() for field in fields):
+        return None
+    year, month, day, hour, minute = (int(field) for field in fields)
+    if not 1 <= month <= 12 or hour > 23 or minute > 59:
+        return None
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    if not 1 <= day <= _DAYS_IN_MONTH[month - 1] + (1 if month == 2 and leap else 0):
+        return None
+    return _days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60
+
+
 def _looks_naive(text: str) -> bool:
     return re.fullmatch(r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?", text) is not None
 

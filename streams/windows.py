@@ -20,6 +20,7 @@ WEEK: Final = 2
 MONTH: Final = 3
 PERIOD_NAMES: Final = ("hour", "day", "week", "month")
 PERIOD_CODES: Final = {name: code for code, name in enumerate(PERIOD_NAMES)}
+_MEMO_LIMIT: Final = 100_000
 
 
 class Calendar:
@@ -31,6 +32,12 @@ class Calendar:
         # hour bucket -> (start, end) of the local day holding the bucket's first instant
         self._day_by_hour: dict[int, tuple[int, int]] = {}
         self._midnight: dict[date, int] = {}
+        # local date -> (start, end) of its ISO week and of its month
+        self._week: dict[date, tuple[int, int]] = {}
+        self._month: dict[date, tuple[int, int]] = {}
+        # per period: instant -> window(period, instant), for instants that recur (window
+        # bounds: the walk of windows_overlapping, the keys of frozen and emitted windows)
+        self._at: tuple[dict[int, tuple[int, int]], ...] = ({}, {}, {}, {})
 
     # -- local dates -----------------------------------------------------------------
     def local_date(self, ts: int) -> date:
@@ -65,15 +72,23 @@ class Calendar:
         return window
 
     def week(self, ts: int) -> tuple[int, int]:
-        local = self.local_date(ts)
-        monday = local - timedelta(days=local.weekday())
-        return self.midnight(monday), self.midnight(monday + timedelta(days=7))
+        local = datetime.fromtimestamp(ts // US_PER_S, self.zone).date()
+        window = self._week.get(local)
+        if window is None:
+            monday = local - timedelta(days=local.weekday())
+            window = (self.midnight(monday), self.midnight(monday + timedelta(days=7)))
+            self._week[local] = window
+        return window
 
     def month(self, ts: int) -> tuple[int, int]:
-        local = self.local_date(ts)
-        first = local.replace(day=1)
-        following = date(first.year + (first.month == 12), first.month % 12 + 1, 1)
-        return self.midnight(first), self.midnight(following)
+        local = datetime.fromtimestamp(ts // US_PER_S, self.zone).date()
+        window = self._month.get(local)
+        if window is None:
+            first = local.replace(day=1)
+            following = date(first.year + (first.month == 12), first.month % 12 + 1, 1)
+            window = (self.midnight(first), self.midnight(following))
+            self._month[local] = window
+        return window
 
     def window(self, period: int, ts: int) -> tuple[int, int]:
         if period == HOUR:
@@ -84,12 +99,34 @@ class Calendar:
             return self.week(ts)
         return self.month(ts)
 
+    def window_at(self, period: int, ts: int) -> tuple[int, int]:
+        """``window(period, ts)``, memoised: for instants that recur, such as window bounds."""
+        memo = self._at[period]
+        window = memo.get(ts)
+        if window is None:
+            if len(memo) >= _MEMO_LIMIT:
+                memo.clear()
+            window = memo[ts] = self.window(period, ts)
+        return window
+
     def windows_overlapping(self, period: int, lo: int, hi: int) -> list[tuple[int, int]]:
         """Windows of ``period`` that hold any instant of ``[lo, hi]`` (both inclusive)."""
-        result = []
-        start, end = self.window(period, lo)
-        result.append((start, end))
-        while end <= hi:
-            start, end = self.window(period, end)
-            result.append((start, end))
+        if period == HOUR:
+            start = lo - lo % US_PER_HOUR
+            end = start + US_PER_HOUR
+            result = [(start, end)]
+            while end <= hi:
+                result.append((end, end + US_PER_HOUR))
+                end += US_PER_HOUR
+            return result
+        window = (self.day if period == DAY else self.week if period == WEEK else self.month)(lo)
+        result = [window]
+        end = window[1]
+        if end <= hi:
+            memo = self._at[period]
+            while end <= hi:
+                cached = memo.get(end)
+                window = cached if cached is not None else self.window_at(period, end)
+                result.append(window)
+                end = window[1]
         return result

@@ -7,7 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.decode import ReadingDecoder
-from streams.timeparse import parse_rfc3339
+from streams.timeparse import (
+    MAX_TS_US,
+    MIN_TS_US,
+    TimestampError,
+    fast_rfc3339,
+    format_us,
+    parse_rfc3339,
+)
 
 NOW = parse_rfc3339("2026-06-01T12:00:00Z")
 DECODER = ReadingDecoder(max_power_w=1_000_000, future_tolerance_us=300_000_000)
@@ -155,3 +162,45 @@ def test_every_element_is_accepted_or_rejected_once(elements: list[dict[str, obj
     decoded = DECODER.decode(raw, NOW)
     assert decoded.received == len(elements)
     assert len(decoded.readings) + len(decoded.rejections) == len(elements)
+
+
+_STAMP_PART = st.sampled_from(
+    [
+        *("2026", "1900", "1899", "9999", "2024", "02", "12", "13", "00", "29", "30", "31"),
+        *("23", "24", "59", "60", "T", "t", " ", "-", ":", ".", ".5", ".1234567", "Z", "z"),
+        *("+05:30", "-09:30", "+24:00", "+05:60", "٢", "x", ""),
+    ]
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(_STAMP_PART, max_size=14).map("".join))
+def test_fast_timestamp_path_agrees_with_the_parser(text: str) -> None:
+    fast = fast_rfc3339(text)
+    try:
+        full: int | None = parse_rfc3339(text)
+    except TimestampError:
+        full = None
+    assert fast is None or fast == full
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.integers(MIN_TS_US - 86_400 * 10**6, MAX_TS_US + 86_400 * 10**6),
+    st.sampled_from(["Z", "z", "+00:00", "-00:00", "+05:30", "-09:30", "+23:59", "-23:59"]),
+    st.integers(0, 9),
+    st.sampled_from(["T", "t", " "]),
+)
+def test_fast_timestamp_path_parses_every_valid_form(
+    ts: int, offset: str, digits: int, sep: str
+) -> None:
+    text = format_us(ts).replace("Z", "")[:19].replace("T", sep)
+    if digits:
+        text += "." + f"{ts % 10**6:06d}{ts % 997:03d}"[:digits]
+    text += offset
+    try:
+        full = parse_rfc3339(text)
+    except TimestampError:
+        assert fast_rfc3339(text) is None
+        return
+    assert fast_rfc3339(text) == full
