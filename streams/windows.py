@@ -66,9 +66,8 @@ class Calendar:
             local = self.local_date(first)
             window = (self.midnight(local), self.midnight(local + timedelta(days=1)))
             self._day_by_hour[bucket] = window
-        if ts >= window[1]:  # a local midnight inside this UTC hour (half-hour zones)
-            local = self.local_date(ts)
-            return self.midnight(local), self.midnight(local + timedelta(days=1))
+        while ts >= window[1]:  # a local midnight inside this UTC hour (half-hour zones)
+            window = self._following(DAY, window)
         return window
 
     def week(self, ts: int) -> tuple[int, int]:
@@ -78,6 +77,8 @@ class Calendar:
             monday = local - timedelta(days=local.weekday())
             window = (self.midnight(monday), self.midnight(monday + timedelta(days=7)))
             self._week[local] = window
+        while ts >= window[1]:
+            window = self._following(WEEK, window)
         return window
 
     def month(self, ts: int) -> tuple[int, int]:
@@ -88,7 +89,27 @@ class Calendar:
             following = date(first.year + (first.month == 12), first.month % 12 + 1, 1)
             window = (self.midnight(first), self.midnight(following))
             self._month[local] = window
+        while ts >= window[1]:
+            window = self._following(MONTH, window)
         return window
+
+    def _following(self, period: int, window: tuple[int, int]) -> tuple[int, int]:
+        """The window after ``window``: the one of the local date at its end.
+
+        Windows partition time at the first instants of local dates. Where clocks go back
+        across midnight shortly after it (America/St_Johns until 2011 went from 00:01 back
+        to 23:01), the repeated minutes carry the earlier date but come after the next
+        date's first instant: they belong to the next date's window, so that every
+        instant lies in exactly one window."""
+        local = self.local_date(window[1])
+        if period == DAY:
+            return window[1], self.midnight(local + timedelta(days=1))
+        if period == WEEK:
+            monday = local - timedelta(days=local.weekday())
+            return window[1], self.midnight(monday + timedelta(days=7))
+        first = local.replace(day=1)
+        following = date(first.year + (first.month == 12), first.month % 12 + 1, 1)
+        return window[1], self.midnight(following)
 
     def window(self, period: int, ts: int) -> tuple[int, int]:
         if period == HOUR:

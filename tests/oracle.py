@@ -61,15 +61,20 @@ def window_of(period: str, us: int, tz: ZoneInfo) -> tuple[int, int]:
         dt = to_dt(us).replace(minute=0, second=0, microsecond=0)
         return to_us(dt), to_us(dt + timedelta(hours=1))
     local = to_dt(us).astimezone(tz).date()
-    if period == "day":
-        first, nxt = local, local + timedelta(days=1)
-    elif period == "week":
-        first = local - timedelta(days=local.weekday())
-        nxt = first + timedelta(days=7)
-    else:
-        first = local.replace(day=1)
-        nxt = (first + timedelta(days=32)).replace(day=1)
-    return local_midnight(first, tz), local_midnight(nxt, tz)
+    while True:
+        if period == "day":
+            first, nxt = local, local + timedelta(days=1)
+        elif period == "week":
+            first = local - timedelta(days=local.weekday())
+            nxt = first + timedelta(days=7)
+        else:
+            first = local.replace(day=1)
+            nxt = (first + timedelta(days=32)).replace(day=1)
+        if us < local_midnight(nxt, tz):
+            return local_midnight(first, tz), local_midnight(nxt, tz)
+        # clocks went back across midnight just after it (America/St_Johns before 2011):
+        # the repeated minutes belong to the window of the date that already began
+        local = nxt
 
 
 def price_at(us: int, tariff: Tariff, tz: ZoneInfo) -> Decimal:

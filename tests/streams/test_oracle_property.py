@@ -32,9 +32,17 @@ TOU = Tariff.model_validate(
         ],
     }
 )
-ZONES = ["UTC", "Europe/Berlin", "Asia/Kolkata", "America/New_York", "Australia/Lord_Howe"]
-# Starts near DST changes of the zones above (2026).
+ZONES = [
+    "UTC",
+    "Europe/Berlin",
+    "Asia/Kolkata",
+    "America/New_York",
+    "Australia/Lord_Howe",
+    "America/St_Johns",
+]
+# Starts near DST changes of the zones above (2026; St John's 2009).
 STARTS = [
+    1257033600 * 10**6,  # 2009-11-01T00:00Z: St John's clocks back from 00:01 to 23:01
     1774738800 * 10**6,  # 2026-03-28T23:00Z: Berlin spring forward night
     1792706400 * 10**6,  # 2026-10-24T22:00Z: Berlin fall back night
     1772928000 * 10**6,  # 2026-03-08T00:00Z: New York spring forward
