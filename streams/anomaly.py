@@ -219,7 +219,26 @@ class AnomalyDetector:
                     # min(1.0, max(0.0, score)), spelled out
                     score = score if score > 0.0 else 0.0
                     item.score = score if score < 1.0 else 1.0
-        return [self._flag(item) for item in pending]
+        # _flag of each, written out
+        config = self.config
+        fixed = config.threshold
+        min_scores = config.min_scores
+        models = self.models
+        results: list[AnomalyScore] = []
+        append = results.append
+        for item in pending:
+            flagged = False
+            if item.final and item.device_warm and item.model_warm:
+                model = models[item.period]
+                threshold = fixed
+                if threshold is None and model.quantile_count >= min_scores:
+                    threshold = float(model.quantile.get())
+                flagged = threshold is not None and item.score > threshold
+                if item.learn:
+                    model.quantile.update(item.score)
+                    model.quantile_count += 1
+            append(AnomalyScore(item.score, flagged, item.explained))
+        return results
 
     def _prepare_all(self, windows: Sequence[tuple[Mapping[str, Any], bool]]) -> list[_Pending]:
         """``_prepare`` of each window in order; hour windows (most of them) written out."""
@@ -252,14 +271,8 @@ class AnomalyDetector:
             learn = final and (last is None or start > last)
             # _pending: what the flag needs, before this window is learned
             first = baseline.first_start
-            item = _Pending(
-                "hour",
-                {},
-                final,
-                learn,
-                first is not None and start - first >= warmup_us,
-                model.learned >= window_size,
-            )
+            device_warm = first is not None and start - first >= warmup_us
+            model_warm = model.learned >= window_size
             if learn:
                 model.learned += 1
             get = window.get
@@ -271,7 +284,7 @@ class AnomalyDetector:
             rate = (
                 (energy if energy > 0.0 else 0.0) / (0.1 if cover < 0.1 else cover) / length_h * 1.0
             )
-            x, item.explained = baseline.score_hour(
+            x, explained = baseline.score_hour(
                 params,
                 weekday * 24 + hour,
                 (weekday >= 5) * 24 + hour,
@@ -288,12 +301,11 @@ class AnomalyDetector:
             )
             if time_features:
                 add_time(x, hour, weekday)
-            item.x = x
             if learn:
                 # _store: assign back (a mapping with write-through sees the change)
                 baselines[device_id] = baseline
                 changed.add(device_id)
-            append(item)
+            append(_Pending("hour", x, final, learn, device_warm, model_warm, 0.0, explained))
         return pending
 
     def _baseline(self, device_id: str) -> DeviceBaseline:
@@ -361,19 +373,6 @@ class AnomalyDetector:
         if learn:
             model.learned += 1
         return item
-
-    def _flag(self, item: _Pending) -> AnomalyScore:
-        model = self.models[item.period]
-        flagged = False
-        if item.final and item.device_warm and item.model_warm:
-            threshold = self.config.threshold
-            if threshold is None and model.quantile_count >= self.config.min_scores:
-                threshold = float(model.quantile.get())
-            flagged = threshold is not None and item.score > threshold
-            if item.learn:
-                model.quantile.update(item.score)
-                model.quantile_count += 1
-        return AnomalyScore(item.score, flagged, item.explained)
 
     def _store(self, device_id: str, baseline: DeviceBaseline) -> None:
         # Assign back: a Faust table (or any mapping with write-through) sees the change.

@@ -379,7 +379,8 @@ class DeviceBaseline:
         if not learn:
             return inputs, explained
         # learn_hour
-        limit = p.clip * sd
+        clip = p.clip
+        limit = clip * sd
         count = n_week
         if count == 0:
             value = x - expected
@@ -412,10 +413,50 @@ class DeviceBaseline:
             f[_DT_EV + j] = old + rate * (residual * residual - old)
         if count < _COUNT_CAP:
             n[_DT_N + j] = count + 1
-        if x_peak == x_peak:  # not nan
-            _learn_slot(f, n, _DT_PM + j, _DT_PN + j, _P_V, x_peak, level_n, p)
-        if x_range == x_range:
-            _learn_slot(f, n, _DT_FM + j, _DT_FN + j, _F_V, x_range, level_n, p)
+        if x_peak == x_peak:  # not nan: _learn_slot(_DT_PM, _DT_PN, _P_V)
+            count = n[_DT_PN + j]
+            if count == 0:
+                f[_DT_PM + j] = x_peak
+                if f[_P_V] == 0.0:
+                    f[_P_V] = prior
+            else:
+                old_var = f[_P_V]
+                slot_limit = clip * _sqrt(float(old_var) + floor_var)
+                old = f[_DT_PM + j]
+                value = x_peak - old
+                value = (
+                    -slot_limit
+                    if value < -slot_limit
+                    else slot_limit
+                    if value > slot_limit
+                    else value
+                )
+                f[_DT_PM + j] = old + max(1.0 / (count + 1), p.daytype_rate) * value
+                f[_P_V] = old_var + max(1.0 / (level_n + 1), 0.01) * (value * value - old_var)
+            if count < _COUNT_CAP:
+                n[_DT_PN + j] = count + 1
+        if x_range == x_range:  # not nan: _learn_slot(_DT_FM, _DT_FN, _F_V)
+            count = n[_DT_FN + j]
+            if count == 0:
+                f[_DT_FM + j] = x_range
+                if f[_F_V] == 0.0:
+                    f[_F_V] = prior
+            else:
+                old_var = f[_F_V]
+                slot_limit = clip * _sqrt(float(old_var) + floor_var)
+                old = f[_DT_FM + j]
+                value = x_range - old
+                value = (
+                    -slot_limit
+                    if value < -slot_limit
+                    else slot_limit
+                    if value > slot_limit
+                    else value
+                )
+                f[_DT_FM + j] = old + max(1.0 / (count + 1), p.daytype_rate) * value
+                f[_F_V] = old_var + max(1.0 / (level_n + 1), 0.01) * (value * value - old_var)
+            if count < _COUNT_CAP:
+                n[_DT_FN + j] = count + 1
         level = float(f[_LEVEL]) if level_n else rate_kwh
         capped = min(rate_kwh, 10.0 * level) if level_n else rate_kwh
         f[_LEVEL] = level + max(1.0 / (level_n + 1), 0.01) * (capped - level)
