@@ -349,16 +349,19 @@ class DeviceBaseline:
         if power_max is not None and count_top:
             var_t = (count_top * float(f[_TOP_V]) + weighted_prior) / (count_top + prior_weight)
             z_top = (_log(power_max + 1.0) - float(f[_TOP_M])) / _sqrt(var_t + floor_var)
-        clipped = max(-4.0, min(4.0, z_energy))
+        # min and max written out: max(a, b) is b if b > a else a, min(a, b) b if b < a else a
+        clipped = z_energy if z_energy < 4.0 else 4.0  # max(-4.0, min(4.0, z_energy))
+        clipped = clipped if clipped > -4.0 else -4.0
         drift_hour = p.drift_hour
         drift = (1.0 - drift_hour) * float(f[_DRIFT_H]) + drift_hour * clipped
         recent_hour = p.recent_hour
         recent = (1.0 - recent_hour) * float(f[_RECENT_H]) + recent_hour * clipped
-        flat = min(z_range, 0.0)
-        peak = max(z_peak, 0.0)
+        flat = 0.0 if z_range > 0.0 else z_range
+        peak = 0.0 if z_peak < 0.0 else z_peak
         surprise = _sqrt(z_energy**2 + 0.25 * (flat * flat + peak * peak))
         # hour_inputs (squash and unit written out)
-        top = max(z_top - 2.0, 0.0)
+        top = z_top - 2.0
+        top = 0.0 if top < 0.0 else top
         overall = _sqrt(surprise**2 + (2.0 * drift) ** 2 + recent**2)
         inputs = {
             "energy": 0.5 + 0.5 * _tanh(z_energy / 6.0),
@@ -367,9 +370,10 @@ class DeviceBaseline:
             "drift": 0.5 + 0.5 * _tanh(drift / 1.5),
             "surprise": overall / (overall + 3.0),
         }
+        usual = _exp(expected) - offset
         explained = {
             "energy_z": round(z_energy, 3),
-            "expected_kwh": round(max(0.0, _exp(expected) - offset) * length_h, 6),
+            "expected_kwh": round((usual if usual > 0.0 else 0.0) * length_h, 6),
             "peak_z": round(z_peak, 3),
             "range_z": round(z_range, 3),
             "top_z": round(z_top, 3),
@@ -390,7 +394,9 @@ class DeviceBaseline:
         else:
             old = f[week_slot]
             value = x - old
-            f[week_slot] = old + max(1.0 / (count + 1), p.week_rate) * (
+            rate = 1.0 / (count + 1)
+            floor = p.week_rate
+            f[week_slot] = old + (floor if floor > rate else rate) * (
                 -limit if value < -limit else limit if value > limit else value
             )
         if count < _COUNT_CAP:
@@ -399,7 +405,11 @@ class DeviceBaseline:
         residual = -limit if value < -limit else limit if value > limit else value
         j = daytype_slot
         count = n[_DT_N + j]
-        rate = max(1.0 / (count + 1), p.daytype_rate)
+        daytype_rate = p.daytype_rate
+        rate = 1.0 / (count + 1)
+        rate = daytype_rate if daytype_rate > rate else rate
+        level_rate = 1.0 / (level_n + 1)
+        level_rate = 0.01 if level_rate < 0.01 else level_rate
         if count == 0:
             f[_DT_EM + j] = x if not level_n else expected + residual
             f[_DT_EV + j] = prior
@@ -431,8 +441,10 @@ class DeviceBaseline:
                     if value > slot_limit
                     else value
                 )
-                f[_DT_PM + j] = old + max(1.0 / (count + 1), p.daytype_rate) * value
-                f[_P_V] = old_var + max(1.0 / (level_n + 1), 0.01) * (value * value - old_var)
+                slot_rate = 1.0 / (count + 1)
+                slot_rate = daytype_rate if daytype_rate > slot_rate else slot_rate
+                f[_DT_PM + j] = old + slot_rate * value
+                f[_P_V] = old_var + level_rate * (value * value - old_var)
             if count < _COUNT_CAP:
                 n[_DT_PN + j] = count + 1
         if x_range == x_range:  # not nan: _learn_slot(_DT_FM, _DT_FN, _F_V)
@@ -453,13 +465,19 @@ class DeviceBaseline:
                     if value > slot_limit
                     else value
                 )
-                f[_DT_FM + j] = old + max(1.0 / (count + 1), p.daytype_rate) * value
-                f[_F_V] = old_var + max(1.0 / (level_n + 1), 0.01) * (value * value - old_var)
+                slot_rate = 1.0 / (count + 1)
+                slot_rate = daytype_rate if daytype_rate > slot_rate else slot_rate
+                f[_DT_FM + j] = old + slot_rate * value
+                f[_F_V] = old_var + level_rate * (value * value - old_var)
             if count < _COUNT_CAP:
                 n[_DT_FN + j] = count + 1
         level = float(f[_LEVEL]) if level_n else rate_kwh
-        capped = min(rate_kwh, 10.0 * level) if level_n else rate_kwh
-        f[_LEVEL] = level + max(1.0 / (level_n + 1), 0.01) * (capped - level)
+        if level_n:
+            capped = 10.0 * level
+            capped = capped if capped < rate_kwh else rate_kwh
+        else:
+            capped = rate_kwh
+        f[_LEVEL] = level + level_rate * (capped - level)
         if level_n < _COUNT_CAP:
             n[_LEVEL_N] = level_n + 1
         f[_DRIFT_H] = drift
@@ -470,10 +488,13 @@ class DeviceBaseline:
             f[_DACC_MAX] = 0.0
             f[_DACC_RUN] = 0.0
             n[_DACC_N] = 0
-        f[_DACC_RUN] = max(float(f[_DACC_RUN]), abs(recent))
-        z = min(12.0, surprise)
+        run = float(f[_DACC_RUN])
+        size = abs(recent)
+        f[_DACC_RUN] = size if size > run else run
+        z = surprise if surprise < 12.0 else 12.0
         f[_DACC_SUM] = f[_DACC_SUM] + z * z
-        f[_DACC_MAX] = max(float(f[_DACC_MAX]), z)
+        worst = float(f[_DACC_MAX])
+        f[_DACC_MAX] = z if z > worst else worst
         count = n[_DACC_N]
         if count < _COUNT_CAP:
             n[_DACC_N] = count + 1

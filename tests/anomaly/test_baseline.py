@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 from streams.anomaly_baseline import BaselineParams, DeviceBaseline
@@ -12,6 +13,8 @@ HOUR_US = 3_600_000_000
 
 def _hour_args(rng: random.Random) -> tuple[float, float | None, float | None, float | None, int]:
     rate = rng.choice([0.0, 1e-4, rng.uniform(0.0, 3.0), rng.uniform(0.0, 300.0)])
+    if rng.random() < 0.01:  # what min and max make of nan and inf must not change either
+        rate = rng.choice([math.nan, math.inf])
     kind = rng.random()
     if kind < 0.6:
         mean = rate * 1000.0 * rng.uniform(0.5, 1.5)
@@ -29,7 +32,7 @@ def _bits(baseline: DeviceBaseline) -> bytes:
 def test_score_hour_equals_features_inputs_explained_then_learn() -> None:
     rng = random.Random(11)
     params = BaselineParams()
-    for _ in range(20):
+    for _ in range(40):
         slow, fast = DeviceBaseline(), DeviceBaseline()
         start = 1_767_571_200_000_000
         for step in range(400):
