@@ -51,6 +51,13 @@ class BaselineStore(MutableMapping[str, DeviceBaseline]):
             self.cache[device_id] = baseline
         return baseline
 
+    def get(self, device_id: str, default: Any = None) -> Any:
+        """``Mapping.get``, without the KeyError round trip when the baseline is decoded."""
+        baseline = self.cache.get(device_id)
+        if baseline is not None:
+            return baseline
+        return super().get(device_id, default)
+
     def __setitem__(self, device_id: str, baseline: DeviceBaseline) -> None:
         self.cache[device_id] = baseline
 

@@ -54,8 +54,6 @@ from streams.anomaly_features import (
     add_time,
     day_explained,
     day_inputs,
-    hour_explained,
-    hour_inputs,
 )
 from streams.hst import ArrayHalfSpaceTrees
 
@@ -212,14 +210,103 @@ class AnomalyDetector:
         windows), then the Half-Space Trees of each period over all its windows at once
         (``streams.hst``: river's numbers), then the flags in order (running quantile).
         """
-        pending = [self._prepare(window, final) for window, final in windows]
+        pending = self._prepare_all(windows)
         for period, model in self.models.items():
             chosen = [p for p in pending if p.period == period]
             if chosen:
                 scores = model.arrays().process([p.x for p in chosen], [p.learn for p in chosen])
                 for item, score in zip(chosen, scores.tolist(), strict=True):
-                    item.score = min(1.0, max(0.0, score))
-        return [self._flag(item) for item in pending]
+                    # min(1.0, max(0.0, score)), spelled out
+                    score = score if score > 0.0 else 0.0
+                    item.score = score if score < 1.0 else 1.0
+        # _flag of each, written out
+        config = self.config
+        fixed = config.threshold
+        min_scores = config.min_scores
+        models = self.models
+        results: list[AnomalyScore] = []
+        append = results.append
+        for item in pending:
+            flagged = False
+            if item.final and item.device_warm and item.model_warm:
+                model = models[item.period]
+                threshold = fixed
+                if threshold is None and model.quantile_count >= min_scores:
+                    threshold = float(model.quantile.get())
+                flagged = threshold is not None and item.score > threshold
+                if item.learn:
+                    model.quantile.update(item.score)
+                    model.quantile_count += 1
+            append(AnomalyScore(item.score, flagged, item.explained))
+        return results
+
+    def _prepare_all(self, windows: Sequence[tuple[Mapping[str, Any], bool]]) -> list[_Pending]:
+        """``_prepare`` of each window in order; hour windows (most of them) written out."""
+        pending: list[_Pending] = []
+        append = pending.append
+        config = self.config
+        params = config.baseline
+        time_features = config.time_features
+        baselines = self.baselines
+        changed = self.changed
+        local_cache = self._local_cache
+        model = self.models["hour"]
+        window_size = model.params.window_size
+        warmup_us = config.warmup_days * _US_PER_DAY
+        for window, final in windows:
+            if window["period"] != "hour":
+                append(self._prepare(window, final))
+                continue
+            device_id: str = window["device_id"]
+            start: int = window["window_start"]
+            end: int = window["window_end"]
+            baseline = baselines.get(device_id)
+            if baseline is None:
+                baseline = DeviceBaseline()
+            local = local_cache.get(start // _US_PER_HOUR)
+            if local is None:
+                local = self._local(start)
+            hour, weekday, ordinal = local
+            last = baseline.last_hour
+            learn = final and (last is None or start > last)
+            # _pending: what the flag needs, before this window is learned
+            first = baseline.first_start
+            device_warm = first is not None and start - first >= warmup_us
+            model_warm = model.learned >= window_size
+            if learn:
+                model.learned += 1
+            get = window.get
+            coverage = get("coverage") or 0.0
+            # _rate(window, 1.0)
+            length_h = float(end - start) / _US_PER_HOUR
+            cover = float(coverage)
+            energy = float(get("energy_kwh") or 0.0)
+            rate = (
+                (energy if energy > 0.0 else 0.0) / (0.1 if cover < 0.1 else cover) / length_h * 1.0
+            )
+            x, explained = baseline.score_hour(
+                params,
+                weekday * 24 + hour,
+                (weekday >= 5) * 24 + hour,
+                rate,
+                get("power_max_w"),
+                get("power_mean_w"),
+                get("power_min_w"),
+                get("power_reading_count") or 0,
+                learn,
+                start,
+                ordinal,
+                (end - start) / _US_PER_HOUR,
+                coverage,
+            )
+            if time_features:
+                add_time(x, hour, weekday)
+            if learn:
+                # _store: assign back (a mapping with write-through sees the change)
+                baselines[device_id] = baseline
+                changed.add(device_id)
+            append(_Pending("hour", x, final, learn, device_warm, model_warm, 0.0, explained))
+        return pending
 
     def _baseline(self, device_id: str) -> DeviceBaseline:
         baseline = self.baselines.get(device_id)
@@ -241,43 +328,9 @@ class AnomalyDetector:
 
     def _prepare(self, window: Mapping[str, Any], final: bool) -> _Pending:
         period = window["period"]
-        if period == "hour":
-            return self._prepare_hour(window, final)
         if period == "day":
             return self._prepare_day(window, final)
         raise ValueError(f"only hour and day windows are scored, not {period!r}")
-
-    def _prepare_hour(self, window: Mapping[str, Any], final: bool) -> _Pending:
-        config = self.config
-        device_id: str = window["device_id"]
-        start: int = window["window_start"]
-        baseline = self._baseline(device_id)
-        hour, weekday, ordinal = self._local(start)
-        week_slot = weekday * 24 + hour
-        daytype_slot = (weekday >= 5) * 24 + hour
-        rate = _rate(window, 1.0)
-        feats = baseline.hour_features(
-            config.baseline,
-            week_slot,
-            daytype_slot,
-            rate,
-            window.get("power_max_w"),
-            window.get("power_mean_w"),
-            window.get("power_min_w"),
-            window.get("power_reading_count") or 0,
-        )
-        x = hour_inputs(feats)
-        if config.time_features:
-            add_time(x, hour, weekday)
-        learn = final and (baseline.last_hour is None or start > baseline.last_hour)
-        item = self._pending("hour", x, baseline, start, final, learn)
-        item.explained = hour_explained(feats, window)
-        if learn:
-            baseline.learn_hour(
-                config.baseline, week_slot, daytype_slot, rate, feats, start, ordinal
-            )
-            self._store(device_id, baseline)
-        return item
 
     def _prepare_day(self, window: Mapping[str, Any], final: bool) -> _Pending:
         config = self.config
@@ -320,19 +373,6 @@ class AnomalyDetector:
         if learn:
             model.learned += 1
         return item
-
-    def _flag(self, item: _Pending) -> AnomalyScore:
-        model = self.models[item.period]
-        flagged = False
-        if item.final and item.device_warm and item.model_warm:
-            threshold = self.config.threshold
-            if threshold is None and model.quantile_count >= self.config.min_scores:
-                threshold = float(model.quantile.get())
-            flagged = threshold is not None and item.score > threshold
-            if item.learn:
-                model.quantile.update(item.score)
-                model.quantile_count += 1
-        return AnomalyScore(item.score, flagged, item.explained)
 
     def _store(self, device_id: str, baseline: DeviceBaseline) -> None:
         # Assign back: a Faust table (or any mapping with write-through) sees the change.

@@ -14,8 +14,10 @@ depends on the batch split.)
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from streams.anomaly import SCORED_PERIODS, AnomalyConfig, AnomalyDetector, AnomalyScore
@@ -27,6 +29,8 @@ from streams.timeparse import format_us
 from streams.windows import PERIOD_CODES
 
 WindowKey = tuple[str, str, int]  # device_id, period, window_start (us)
+
+_ID_TS_MSG = attrgetter("device_id", "ts", "msg")
 
 
 @dataclass(slots=True)
@@ -47,38 +51,37 @@ def order_emissions(
     (rejected readings never raise the device's maximum, so they need no special care);
     a revision without such a reading is placed at the device's last reading.
     """
-    by_device: dict[str, list[tuple[int, int]]] = {}  # device -> [(ts, position)]
+    if not emissions:
+        return []
+    # Per device, its running maximum of ts: the values and the positions where it rose.
+    # The first reading at or after a time is where the maximum first reaches it.
+    tops: dict[str, list[int]] = {}
+    rises: dict[str, list[int]] = {}
+    last: dict[str, int] = {}  # device -> position of its last reading
     first_in_msg: dict[tuple[int, str], int] = {}
-    for position, reading in enumerate(readings):
-        by_device.setdefault(reading.device_id, []).append((reading.ts, position))
-        first_in_msg.setdefault((reading.msg, reading.device_id), position)
-    running: dict[str, list[tuple[int, int]]] = {}
-    for device_id, rows in by_device.items():
-        # running maximum: [(max ts so far, position)] at each new maximum
-        steps: list[tuple[int, int]] = []
-        for ts, position in rows:
-            if not steps or ts > steps[-1][0]:
-                steps.append((ts, position))
-        running[device_id] = steps
+    for position, (device_id, ts, msg) in enumerate(map(_ID_TS_MSG, readings)):
+        if (msg, device_id) not in first_in_msg:
+            first_in_msg[msg, device_id] = position
+        top = tops.get(device_id)
+        if top is None:
+            tops[device_id] = [ts]
+            rises[device_id] = [position]
+        elif ts > top[-1]:
+            top.append(ts)
+            rises[device_id].append(position)
+        last[device_id] = position
+    after = len(readings)
+    codes = PERIOD_CODES
 
     def key(emission: Emission) -> tuple[int, int, int, int]:
-        steps = running.get(emission.device_id)
-        if not steps:
-            return (len(readings), 0, PERIOD_CODES[emission.period], emission.window_start)
-        needed = emission.window_end + grace_us
-        position = by_device[emission.device_id][-1][1]
-        lo, hi = 0, len(steps)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if steps[mid][0] >= needed:
-                hi = mid
-            else:
-                lo = mid + 1
-        if lo < len(steps):
-            position = steps[lo][1]
+        device_id = emission.device_id
+        top = tops.get(device_id)
+        if top is None:
+            return (after, 0, codes[emission.period], emission.window_start)
+        lo = bisect_left(top, emission.window_end + grace_us)
+        position = rises[device_id][lo] if lo < len(top) else last[device_id]
         msg = readings[position].msg
-        rank = first_in_msg[(msg, emission.device_id)]
-        return (msg, rank, PERIOD_CODES[emission.period], emission.window_start)
+        return (msg, first_in_msg[msg, device_id], codes[emission.period], emission.window_start)
 
     return sorted(emissions, key=key)
 
@@ -164,13 +167,20 @@ def score_emissions(
         by_detector: dict[int, tuple[AnomalyDetector, list[int]]] = {}
         for index, (emission, _, _) in enumerate(chosen):
             detector = detector_for(emission.device_id)
-            by_detector.setdefault(id(detector), (detector, []))[1].append(index)
-        results_at: list[AnomalyScore | None] = [None] * len(chosen)
-        for detector, indices in by_detector.values():
-            batch = detector.score_many([(chosen[i][1], chosen[i][2]) for i in indices])
-            for index, result in zip(indices, batch, strict=True):
-                results_at[index] = result
-        results = [r for r in results_at if r is not None]
+            group = by_detector.get(id(detector))
+            if group is None:
+                group = by_detector[id(detector)] = (detector, [])
+            group[1].append(index)
+        if len(by_detector) == 1:  # the usual case: no regrouping needed
+            ((detector, _),) = by_detector.values()
+            results = detector.score_many([(fields, final) for _, fields, final in chosen])
+        else:
+            results_at: list[AnomalyScore | None] = [None] * len(chosen)
+            for detector, indices in by_detector.values():
+                batch = detector.score_many([(chosen[i][1], chosen[i][2]) for i in indices])
+                for index, result in zip(indices, batch, strict=True):
+                    results_at[index] = result
+            results = [r for r in results_at if r is not None]
     return [
         ScoredWindow(emission, fields, result, final)
         for (emission, fields, final), result in zip(chosen, results, strict=True)

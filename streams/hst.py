@@ -37,6 +37,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -114,9 +115,12 @@ class ArrayHalfSpaceTrees:
         if start >= len(samples):
             return scores
         names = self.names
-        matrix = np.array(
-            [[sample[name] for name in names] for sample in samples[start:]], dtype=np.float64
-        )
+        rest = samples[start:]
+        if len(names) > 1:
+            rows: list[Any] = list(map(itemgetter(*names), rest))
+        else:
+            rows = [[sample[name] for name in names] for sample in rest]
+        matrix = np.array(rows, dtype=np.float64)
         flags = np.asarray(learn[start:], dtype=bool)
         position = 0
         while position < len(matrix):

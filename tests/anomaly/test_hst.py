@@ -73,3 +73,15 @@ def test_nothing_learned_scores_zero() -> None:
     samples = _samples(random.Random(2), 4)
     assert arrays.process(samples, [False] * 4).tolist() == [0.0] * 4
     assert not arrays.ready
+
+
+def test_single_feature_equals_river() -> None:
+    rng = random.Random(4)
+    samples = [{"only": rng.random()} for _ in range(300)]
+    river = HalfSpaceTrees(n_trees=4, height=3, window_size=10, seed=2)
+    expected = []
+    for x in samples:
+        expected.append(float(river.score_one(x)))
+        river.learn_one(x)
+    arrays = ArrayHalfSpaceTrees(HalfSpaceTrees(n_trees=4, height=3, window_size=10, seed=2))
+    assert arrays.process(samples, [True] * len(samples)).tolist() == expected
