@@ -12,7 +12,9 @@ backlog of readings, timed until consumed).
 Settings (environment): SOAK_MINUTES (10), SOAK_RATE (readings/s; default RATE below),
 SOAK_FORM (``bench``: the benchmark's batched form, device arrays with a window per reading;
 ``gateway``: arrays of 100 devices' readings a minute apart, re-keyed by the worker),
-SOAK_DEVICES (2000), SOAK_BATCH (readings per message, 100), SOAK_SAMPLE_S (5),
+SOAK_INFLUX (``0``: no InfluxDB sink, as in the benchmark; ``1``: VictoriaMetrics as
+InfluxDB, when installed), SOAK_DEVICES (2000), SOAK_BATCH (readings per message, 100),
+SOAK_SAMPLE_S (5),
 SOAK_MAX_GROWTH_MB (100), SOAK_WARMUP_FRACTION (0.2).
 """
 
@@ -41,6 +43,7 @@ from service.embedded.postgres import EmbeddedPostgres
 from service.embedded.victoria import EmbeddedVictoriaMetrics
 from service.ports import free_port
 from storage.migrations import migrate
+from streams.timeparse import US_PER_S, format_us
 from tests.integration.worker import WorkerProcess
 
 # Readings/s the worker sustains here: `--measure` (a backlog) gave 1,595/s (2 shared cores,
@@ -127,12 +130,13 @@ class BenchFeed(Feed):
         items = []
         register = self.registers[device]
         for k in range(round_ * self.batch, (round_ + 1) * self.batch):
-            ts = self.start_s + k * STEP_S + device % 60 * 0.25
-            power = float(60 + (device * 37 + k * 11) % 900)
+            # RFC 3339 text with milliseconds, as the benchmark's readings
+            ts = (self.start_s + k * STEP_S) * US_PER_S + device % 60 * 250_000 + device
+            power = float(60 + (device * 37 + k * 11) % 900) + 0.5
             items.append(
                 {
                     "device_id": device_id,
-                    "timestamp": ts,
+                    "timestamp": format_us(ts - ts % 1000),
                     "power_w": power,
                     "energy_kwh": round(register, 3),
                 }
@@ -184,7 +188,7 @@ class Servers:
         self.kafka = EmbeddedKafka(free_port(), log_file=folder / "tansu.log")
         self.postgres = EmbeddedPostgres(folder / "pg", port=free_port())
         self.victoria: EmbeddedVictoriaMetrics | None = None
-        if EmbeddedVictoriaMetrics.available():
+        if os.environ.get("SOAK_INFLUX", "0") == "1" and EmbeddedVictoriaMetrics.available():
             self.victoria = EmbeddedVictoriaMetrics(folder / "victoria", free_port())
 
     async def start(self) -> dict[str, str]:
