@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Iterable
 from typing import Any, cast
@@ -177,10 +178,20 @@ def _size(message: Any) -> int:
 
 
 def track(consumer: Any, messages: Iterable[Any]) -> None:
-    """Mark records as in progress (a rebalance waits for their ack)."""
+    """Mark records as in progress (a rebalance waits for their ack), and tell Faust's
+    monitor their partitions' stream is processing (as a stream's event would: Faust's
+    consumer thread logs an error every few seconds for a partition that has fetched
+    records, lags and whose stream has not taken an event for ``stream_processing_timeout``)."""
     unacked = consumer._unacked_messages
+    tps = set()
     for message in messages:
         unacked.add(message)
+        tps.add(message.tp)
+    monitor = getattr(consumer.app, "monitor", None)
+    if monitor is not None and monitor.stream_inbound_time is not None:
+        now = time.monotonic()
+        for tp in tps:
+            monitor.stream_inbound_time[tp] = now
 
 
 def ack(consumer: Any, messages: Iterable[Any]) -> None:

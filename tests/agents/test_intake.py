@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from agents.intake import Intake
+from agents.intake import Intake, track
 
 
-@dataclass
+@dataclass(frozen=True)
 class Record:
     topic: str
     partition: int
     offset: int
     value: bytes = b""
+
+    @property
+    def tp(self) -> tuple[str, int]:
+        return (self.topic, self.partition)
 
 
 async def test_take_returns_a_full_batch_at_once_and_a_partial_one_after_within() -> None:
@@ -86,3 +90,25 @@ async def test_a_waiting_take_returns_once_enough_bytes_arrived() -> None:
     batch = await asyncio.wait_for(waiting, 1.0)
     assert [r.offset for r in batch] == [0]  # the second would pass max_bytes
     assert intake.drop() == 1 and intake.bytes == 0
+
+
+def test_tracked_records_count_as_stream_activity_for_fausts_monitor() -> None:
+    """Faust's consumer thread logs "Stream has not started processing TP" every few seconds
+    for a lagging partition whose stream took no event for stream_processing_timeout: the
+    intake's batches must count as the stream's events (seen in a 10-minute soak)."""
+
+    class Monitor:
+        stream_inbound_time: dict[tuple[str, int], float] = {}
+
+    class App:
+        monitor = Monitor()
+
+    class Consumer:
+        app = App()
+        _unacked_messages: set[Record] = set()
+
+    consumer = Consumer()
+    records = [Record("r", 0, 1), Record("r", 0, 2), Record("r", 3, 7)]
+    track(consumer, records)
+    assert consumer._unacked_messages == set(records)
+    assert set(Monitor.stream_inbound_time) == {("r", 0), ("r", 3)}
