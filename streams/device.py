@@ -217,44 +217,38 @@ class Engine:
         state.pending = True
         out.spikes += self._freeze(state)
         new_wm = max_ts - grace
-        calendar = self.calendar
         candidates: set[tuple[int, int, int]] = set()
-        # hour windows holding any instant of [lo, hi] that the watermark has passed
-        start = lo - lo % US_PER_HOUR
-        while True:
-            end = start + US_PER_HOUR
-            if end <= new_wm:
-                candidates.add((HOUR, start, end))
-            if end > hi:
-                break
-            start = end
-        for period in _LOCAL:
-            for start, end in calendar.windows_overlapping(period, lo, hi):
-                if end <= new_wm:
-                    candidates.add((period, start, end))
+        # windows holding any instant of [lo, hi] that the watermark has passed
+        self._passed(candidates, lo, hi, new_wm)
         floor = old_wm if old_wm is not None else lo
         if old_floor is not None and old_floor > floor:
             floor = old_floor
         if floor < new_wm:
-            last = new_wm - 1
-            start = floor - floor % US_PER_HOUR
-            while True:
-                end = start + US_PER_HOUR
-                if end <= new_wm:
-                    candidates.add((HOUR, start, end))
-                if end > last:
-                    break
-                start = end
-            for period in _LOCAL:
-                for start, end in calendar.windows_overlapping(period, floor, last):
-                    if end <= new_wm:
-                        candidates.add((period, start, end))
+            self._passed(candidates, floor, new_wm - 1, new_wm)
         if candidates:
             emissions = out.emissions
             for period, start, end in sorted(candidates):
                 self._maybe_emit(device_id, state, period, start, end, emissions)
         self._close(state)
         return out
+
+    def _passed(
+        self, candidates: set[tuple[int, int, int]], lo: int, hi: int, watermark: int
+    ) -> None:
+        """Add (period, start, end) of every window holding an instant of ``[lo, hi]`` that
+        ends at or before ``watermark``."""
+        start = lo - lo % US_PER_HOUR
+        while True:
+            end = start + US_PER_HOUR
+            if end <= watermark:
+                candidates.add((HOUR, start, end))
+            if end > hi:
+                break
+            start = end
+        for period in _LOCAL:
+            for start, end in self.calendar.windows_overlapping(period, lo, hi):
+                if end <= watermark:
+                    candidates.add((period, start, end))
 
     def flush(self, device_id: str, state: DeviceState) -> list[Emission]:
         """Idle flush (section 6): emit every window up to the one holding the last reading."""
