@@ -11,12 +11,17 @@ order within a partition, one future per batch.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import murmur2
+
+logger = logging.getLogger(__name__)
+ATTEMPTS = 5
 
 Header = tuple[str, bytes]
 # (key, value, headers): the partition from the key as Kafka's default partitioner picks it
@@ -53,10 +58,41 @@ async def send_keyed(producer: Any, topic: str, records: Iterable[KeyedRecord]) 
     await send_placed(producer, topic, placed)
 
 
-async def send_placed(producer: Any, topic: str, records: Iterable[PlacedRecord]) -> None:
+async def send_placed(
+    producer: Any, topic: str, records: Iterable[PlacedRecord], *, attempts: int = ATTEMPTS
+) -> None:
     """Send records to the given partitions in batches and wait until stored. Records of one
     partition keep their order (one batch after another: aiokafka has one in flight per
-    partition)."""
+    partition).
+
+    A retriable failure that outlasts aiokafka's own retries (the embedded broker has been
+    seen answering NotLeaderForPartition to a partition it leads until the request timed
+    out) sends all the records again as new batches, up to ``attempts`` times: records may
+    then be stored twice (changelog records are idempotent; the output topics are
+    at-least-once), never lost."""
+    records = list(records)
+    for attempt in range(1, attempts + 1):
+        try:
+            await _send_placed_once(producer, topic, records)
+            return
+        except Exception as exc:
+            retriable = isinstance(exc, KafkaTimeoutError) or (
+                isinstance(exc, KafkaError) and exc.retriable
+            )
+            if not retriable or attempt == attempts:
+                raise
+            logger.warning(
+                "producing %s records to %s failed (%r); sending them again (attempt %s of %s)",
+                len(records),
+                topic,
+                exc,
+                attempt + 1,
+                attempts,
+            )
+            await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
+
+
+async def _send_placed_once(producer: Any, topic: str, records: list[PlacedRecord]) -> None:
     builders: dict[int, Any] = {}
     futures: list[asyncio.Future[Any]] = []
     for partition, key, value, headers in records:

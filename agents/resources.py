@@ -229,6 +229,9 @@ class WorkerResources:
                     acks="all",
                     linger_ms=2,
                     max_batch_size=1 << 20,
+                    # a batch the broker keeps refusing fails after 10 s and is sent
+                    # again as a new batch (agents/produce.py), instead of after 40 s
+                    request_timeout_ms=10_000,
                 )
                 await producer.start()
                 self._output_producer = producer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import tempfile
 import uuid
@@ -61,7 +62,10 @@ def postgres() -> Iterator[tuple[EmbeddedPostgres, Path]]:
         yield server, folder
     finally:
         server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+        if os.environ.get("BENCH_KEEP"):  # keep the workers' logs and data for a look
+            print(f"bench: kept {folder}", flush=True)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager

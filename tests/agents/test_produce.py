@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from aiokafka.errors import NotLeaderForPartitionError, UnknownError
 
 from agents.produce import key_partition, send_keyed, send_placed
 
@@ -47,17 +48,22 @@ class FakeClient:
 
 
 class FakeProducer:
-    def __init__(self, partitions: int = 4, limit: int = 100) -> None:
+    def __init__(self, partitions: int = 4, limit: int = 100, failures: int = 0) -> None:
         self.client = FakeClient(partitions)
         self.limit = limit
         self.sent: list[tuple[str, int, FakeBatch]] = []
+        self.failures = failures  # the first ``failures`` batches fail
 
     def create_batch(self) -> FakeBatch:
         return FakeBatch(self.limit)
 
     async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> Any:
-        self.sent.append((topic, partition, batch))
         future = asyncio.get_running_loop().create_future()
+        if self.failures:
+            self.failures -= 1
+            future.set_exception(NotLeaderForPartitionError())
+            return future
+        self.sent.append((topic, partition, batch))
         future.set_result(None)
         return future
 
@@ -100,3 +106,25 @@ async def test_a_record_larger_than_a_batch_is_refused() -> None:
     producer = FakeProducer(limit=10)
     with pytest.raises(ValueError, match="fits no batch"):
         await send_placed(producer, "t", [(0, b"k", b"small", None), (0, b"k", b"x" * 50, None)])
+
+
+async def test_a_refused_batch_sends_everything_again(caplog: pytest.LogCaptureFixture) -> None:
+    producer = FakeProducer(limit=1 << 20, failures=2)
+    records = [(i % 2, b"k", f"v{i}".encode(), None) for i in range(6)]
+    await send_placed(producer, "t", records)
+    for partition in (0, 1):  # complete and in order on the attempt that succeeded
+        assert producer.received(partition)[-3:] == [v for p, _, v, _ in records if p == partition]
+    assert "sending them again" in caplog.text
+
+
+async def test_retries_are_bounded_and_other_errors_are_not_retried() -> None:
+    producer = FakeProducer(failures=100)
+    with pytest.raises(NotLeaderForPartitionError):
+        await send_placed(producer, "t", [(0, b"k", b"v", None)], attempts=2)
+
+    class Broken(FakeProducer):
+        async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> Any:
+            raise UnknownError()
+
+    with pytest.raises(UnknownError):
+        await send_placed(Broken(), "t", [(0, b"k", b"v", None)])
