@@ -19,8 +19,8 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 import orjson
-from aiokafka.partitioner import murmur2
 
+from agents.produce import key_partition
 from agents.scoring import PartitionScorers, anomaly_record
 from models.metrics import WindowAggregate
 from streams.anomaly_stream import ScoredWindow
@@ -125,10 +125,8 @@ class Outputs(Protocol):
 @lru_cache(maxsize=1 << 16)
 def partition_for(device_id: str, partitions: int) -> int:
     """The partition Kafka's default (murmur2) partitioner picks for key ``device_id``
-    (cached: murmur2 in Python costs more than the rest of routing a reading)."""
-    if partitions == 1:
-        return 0
-    return int(murmur2(device_id.encode()) & 0x7FFFFFFF) % partitions
+    (cached by the text too: routing asks for it once a reading)."""
+    return key_partition(device_id.encode(), partitions)
 
 
 class ReadingPipeline:
@@ -366,15 +364,16 @@ class ReadingPipeline:
         baselines: list[tuple[str, int, bytes]] = []
         if self.scoring is not None:
             changed = self.scoring.changed_baselines()
-            baselines = [(d, _partition_of(states.get(d)), data) for d, data in changed]
-        records: list[tuple[str, int, bytes]] = []
-        for device_id in touched:
-            state = states[device_id]
-            partition = state.partition
-            if partition is None:
-                partition = partition_for(device_id, self.partitions)
-            records.append((device_id, partition, orjson.dumps(state.dump())))
+            baselines = [(d, self._partition_of(d), data) for d, data in changed]
+        records = [(d, self._partition_of(d), orjson.dumps(states[d].dump())) for d in touched]
         return baselines, records
+
+    def _partition_of(self, device_id: str) -> int:
+        """The changelog partition of a device's state and baseline: where its state lives,
+        else where its key belongs."""
+        state = self.states.get(device_id)
+        partition = state.partition if state is not None else None
+        return partition if partition is not None else partition_for(device_id, self.partitions)
 
     def _start_store(
         self,
@@ -558,8 +557,3 @@ class ReadingPipeline:
 def _consume(future: asyncio.Future[None]) -> None:
     if not future.cancelled():
         future.exception()
-
-
-def _partition_of(state: DeviceState | None) -> int:
-    partition = state.partition if state is not None else None
-    return partition if partition is not None else 0

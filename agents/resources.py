@@ -61,9 +61,7 @@ class FaustOutputs:
         await send_keyed(producer, self.r.dlq_topic.get_topic_name(), records)
 
     async def forward(self, items: Sequence[tuple[str, bytes]]) -> None:
-        producer = await self.r.output_producer()
-        topic = self.r.repartition_topic.get_topic_name()
-        await send_keyed(producer, topic, [(d.encode(), value, None) for d, value in items])
+        await self._send_by_device(self.r.repartition_topic.get_topic_name(), items)
 
     async def publish(self, windows: Sequence[WindowAggregate]) -> None:
         producer = await self.r.output_producer()
@@ -74,8 +72,11 @@ class FaustOutputs:
         )
 
     async def publish_anomalies(self, items: Sequence[tuple[str, bytes]]) -> None:
+        await self._send_by_device(self.r.settings.anomalies_topic, items)
+
+    async def _send_by_device(self, topic: str, items: Sequence[tuple[str, bytes]]) -> None:
+        """(device_id, value) records keyed by device id, stored when this returns."""
         producer = await self.r.output_producer()
-        topic = self.r.settings.anomalies_topic
         await send_keyed(producer, topic, [(d.encode(), value, None) for d, value in items])
 
     async def publish_readings(self, readings: Sequence[Reading]) -> None:
@@ -125,8 +126,8 @@ class FaustOutputs:
             placed.append((partition, device_id.encode(), value, None))
             key_partition[device_id] = partition
         await send_placed(producer, topic, placed)
-        seals = {(partition, CHANGELOG_SEAL_KEY, None, None) for partition, *_ in placed}
-        await send_placed(producer, topic, sorted(seals))
+        touched = sorted({partition for partition, *_ in placed})
+        await send_placed(producer, topic, [(p, CHANGELOG_SEAL_KEY, None, None) for p in touched])
 
     async def load_model(self, partition: int) -> bytes | None:
         assert self.r.repository is not None

@@ -22,7 +22,7 @@ from agents.scoring import BaselineStore, PartitionScorers
 from bench.workload import generate
 from models.metrics import WindowAggregate
 from service.settings import Settings
-from storage.postgres import _NAMES
+from storage.postgres import metric_columns
 from streams.anomaly import anomaly_config_from_settings
 from streams.config import config_from_settings
 from streams.processor import StreamProcessor
@@ -51,7 +51,7 @@ class SerializingOutputs:
     async def publish(self, windows: Sequence[WindowAggregate]) -> None:
         for window in windows:
             window.json_bytes()
-        [[getattr(window, name) for window in windows] for name in _NAMES]
+        metric_columns(windows)
         self.windows += len(windows)
 
     async def publish_anomalies(self, items: Sequence[tuple[str, bytes]]) -> None:

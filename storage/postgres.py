@@ -153,6 +153,11 @@ async def create_pool(
         )
 
 
+def metric_columns(rows: Sequence[WindowAggregate]) -> list[list[Any]]:
+    """The metrics table's columns of ``rows``, in ``_COLUMNS`` order (the upsert's arrays)."""
+    return [[getattr(window, name) for window in rows] for name in _NAMES]
+
+
 def _dedupe(batch: Sequence[WindowAggregate]) -> list[WindowAggregate]:
     """One row per key (the highest revision; the later one on a tie), in key order.
 
@@ -188,7 +193,7 @@ class PostgresSink:
         rows = _dedupe(batch)
         if not rows:
             return
-        columns = [[getattr(window, name) for window in rows] for name in _NAMES]
+        columns = metric_columns(rows)
         with _mapped_errors():
             status = await self._pool.execute(UPSERT_METRICS, *columns, timeout=self._timeout)
         self.rows_changed += int(str(status).rsplit(" ", 1)[-1])
