@@ -173,6 +173,35 @@ async def _no_implicit_gaps(self: Any, tp: Any, offset_from: int, offset_to: int
 
 FaustConsumer._add_gap = _no_implicit_gaps  # type: ignore[method-assign]
 
+_faust_wait_empty = FaustConsumer.wait_empty
+
+
+async def _wait_empty_checkpointing(self: Any) -> None:
+    """Before a rebalance and at shutdown Faust waits until every record in flight is
+    acked; the readings' records are acked at state checkpoints, so keep writing them
+    (at once, not after STATE_INTERVAL) until the wait is over."""
+    keeper = asyncio.ensure_future(_checkpoint_while_waiting())
+    try:
+        await _faust_wait_empty(self)
+    finally:
+        keeper.cancel()
+
+
+async def _checkpoint_while_waiting() -> None:
+    if not resources.started:
+        return
+    pipeline = await resources.ready()
+    while True:
+        try:
+            await pipeline.checkpoint_states(force=True)
+        except Exception as exc:  # a failed store stops the worker through its batches
+            logger.warning("state checkpoint failed while waiting for acks: %r", exc)
+            return
+        await asyncio.sleep(0.2)
+
+
+FaustConsumer.wait_empty = _wait_empty_checkpointing  # type: ignore[method-assign]
+
 
 # The readings topic's records skip Faust's per-record stream machinery (agents/intake.py).
 intake = intake_module.Intake([settings.readings_topic], maxsize=4 * settings.batch_max)
@@ -216,11 +245,12 @@ def _messages(events: Any, repartitioned: bool) -> list[Message]:
     return out
 
 
-async def _fold(messages: list[Message]) -> asyncio.Future[None]:
-    """Fold a batch; returns the future of its storing (see ReadingPipeline.submit)."""
+async def _fold(messages: list[Message], *, checkpoint: bool = False) -> asyncio.Future[None]:
+    """Fold a batch; returns the future of its storing and of a state checkpoint after it
+    (see ReadingPipeline.submit)."""
     pipeline = await resources.ready(expected_start=_committed)
     try:
-        _, stored = await pipeline.submit(messages)
+        _, stored = await pipeline.submit(messages, checkpoint=checkpoint)
     except Exception as exc:
         await _stop_worker(exc)
         raise
@@ -292,7 +322,8 @@ async def process_readings() -> None:
 async def process_repartitioned(stream: Any) -> None:
     """Readings that arrived on a partition other than their device's, rekeyed."""
     async for events in stream.take_events(settings.batch_max, within=settings.batch_within):
-        stored = await _fold(_messages(events, repartitioned=True))
+        # Its events are acked when the next batch is taken: store their states now.
+        stored = await _fold(_messages(events, repartitioned=True), checkpoint=True)
         try:
             await stored  # the stream acks these events when the next batch is taken
         except Exception as exc:
@@ -384,6 +415,15 @@ async def idle_flush() -> None:
         await pipeline.flush_idle(settings.idle_flush)
 
 
+@app.timer(interval=0.5)
+async def checkpoint_states() -> None:
+    """Write the device states of the batches folded since the last checkpoint when
+    STATE_INTERVAL seconds have passed and no batch came to do it."""
+    if resources.started:
+        pipeline = await resources.ready()
+        await pipeline.checkpoint_states()
+
+
 @app.timer(interval=settings.stats_interval)
 async def publish_stats() -> None:
     """Write this worker's counters for the API's /api/v1/stats."""
@@ -417,6 +457,11 @@ async def _on_shutdown(sender: Any, **_: Any) -> None:
     await job_worker.stop()
     if resources.started:
         pipeline = await resources.ready()
+        try:
+            await pipeline.checkpoint_states(force=True)
+            await pipeline.drain()
+        except Exception as exc:  # the worker stops anyway; the records stay unacked
+            logger.warning("states not stored at shutdown: %r", exc)
         await pipeline.checkpoint_models()
     await resources.close()
 

@@ -5,6 +5,12 @@ the metrics topic, PostgreSQL, InfluxDB) are awaited until stored *before* the d
 states are written to the changelog, and offsets are committed only after that. A crash
 anywhere replays the batch: outputs are idempotent upserts, and a device skips messages
 it already folded (offsets kept in its state).
+
+States are written at checkpoints, every ``state_interval`` seconds (``STATE_INTERVAL``)
+rather than after every batch: a checkpoint writes each device touched since the last one
+once, and a batch's records are acked (their offsets may be committed) only when a
+checkpoint after them is stored. A crash replays what came after the last checkpoint,
+as Kafka Streams does between its commits.
 """
 
 from __future__ import annotations
@@ -143,6 +149,8 @@ class ReadingPipeline:
         clock: Callable[[], float] = time.time,
         expected_start: Callable[[tuple[str, int]], int | None] = lambda tp: None,
         scoring: PartitionScorers | None = None,
+        state_interval: float = 0.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.processor = processor
         self.states = states
@@ -166,31 +174,60 @@ class ReadingPipeline:
         # the last batch's storing: its outputs, then everything (see submit)
         self._outputs_stored: asyncio.Future[None] | None = None
         self._stored: asyncio.Future[None] | None = None
+        # state checkpoints: devices touched since the last one, and the acks of the
+        # batches it will cover
+        self.state_interval = state_interval
+        self.monotonic = monotonic
+        self._dirty: set[str] = set()
+        self._uncovered: list[asyncio.Future[None]] = []
+        self._last_checkpoint = monotonic()
+        self.checkpoints = 0
+        self._force = False
+        self._acked: asyncio.Future[None] | None = None
 
     # -- the batch step ------------------------------------------------------------------
     async def handle(self, messages: Sequence[Message]) -> BatchResult:
-        """Fold a batch and return once everything it produced is stored."""
-        result, stored = await self.submit(messages)
+        """Fold a batch and return once everything it produced, and the states, are stored."""
+        result, stored = await self.submit(messages, checkpoint=True)
         await stored
         return result
 
-    async def submit(self, messages: Sequence[Message]) -> tuple[BatchResult, asyncio.Future[None]]:
-        """Fold a batch now and store its outputs and states in the background; the future
-        completes when they are stored (ack the batch's records then), raising if they
-        could not be. Batches are stored in the order they were folded: a batch's outputs
-        after the previous batch's outputs, its states after the previous batch's states.
+    async def submit(
+        self, messages: Sequence[Message], *, checkpoint: bool = False
+    ) -> tuple[BatchResult, asyncio.Future[None]]:
+        """Fold a batch now and store its outputs in the background; the future completes
+        when they and a state checkpoint after them are stored (ack the batch's records
+        then), raising if they could not be. The batch ends with a checkpoint when
+        ``checkpoint`` is set or ``state_interval`` has passed since the last one;
+        otherwise a later batch's or ``checkpoint_states`` writes its states. Batches are
+        stored in the order they were folded: a batch's outputs after the previous batch's
+        outputs, a checkpoint's states after the previous checkpoint's.
 
         While a batch is being stored the next one is folded (the CPU work overlaps the
         round trips to Kafka and the databases); at most two are in flight: this returns
-        after the previous batch is stored."""
+        after the previous batch's outputs are stored."""
         async with self.lock:
             previous = self._stored
+            self._force = checkpoint
             result = await self._handle(messages)
-            stored = self._stored
-        assert stored is not None
+            acked = self._acked
+        assert acked is not None
         if previous is not None:
             await asyncio.wait([previous])  # its failure is reported by its own future
-        return result, stored
+        return result, acked
+
+    async def checkpoint_states(self, *, force: bool = False) -> bool:
+        """Write the states touched since the last checkpoint if ``state_interval`` has
+        passed (or ``force``) and batches wait for one; returns whether one was started.
+        Its batches' futures (``submit``) complete when it is stored."""
+        async with self.lock:
+            if not (self._uncovered or self._dirty) or not (force or self._checkpoint_due()):
+                return False
+            self._start_store([], checkpoint=True, records=False)
+            return True
+
+    def _checkpoint_due(self) -> bool:
+        return self.monotonic() - self._last_checkpoint >= self.state_interval
 
     async def drain(self) -> None:
         """Wait until every batch folded so far is stored (raises if one could not be)."""
@@ -356,7 +393,8 @@ class ReadingPipeline:
                 reading = {"timestamp": latest[0], "power_w": latest[1], "energy_kwh": latest[2]}
                 seen.append((device_id, first, last, reading))
             waits.append(("devices", self.outputs.record_devices(seen)))
-        self._start_store(waits, self._snapshot(result.touched))
+        self._dirty.update(result.touched)
+        self._start_store(waits, checkpoint=self._force or self._checkpoint_due())
 
     def _snapshot(self, touched: Iterable[str]) -> tuple[list[Any], list[Any]]:
         """The changed baselines and the touched devices' states, serialized now."""
@@ -376,11 +414,18 @@ class ReadingPipeline:
         return partition if partition is not None else partition_for(device_id, self.partitions)
 
     def _start_store(
-        self,
-        waits: list[tuple[str, Awaitable[None]]],
-        snapshot: tuple[list[Any], list[Any]],
+        self, waits: list[tuple[str, Awaitable[None]]], *, checkpoint: bool, records: bool = True
     ) -> None:
+        """Store ``waits`` after the previous outputs; at a checkpoint, then the states and
+        baselines changed since the last one (serialized now), after the previous
+        checkpoint's. ``self._acked`` is the future to ack the batch's records on."""
         loop = asyncio.get_running_loop()
+        snapshot: tuple[list[Any], list[Any]] = ([], [])
+        if checkpoint:
+            snapshot = self._snapshot(sorted(self._dirty))
+            self._dirty.clear()
+            self._last_checkpoint = self.monotonic()
+            self.checkpoints += 1
         outputs_stored: asyncio.Future[None] = loop.create_future()
         stored = asyncio.ensure_future(
             self._store(self._outputs_stored, self._stored, waits, snapshot, outputs_stored)
@@ -389,6 +434,17 @@ class ReadingPipeline:
         # own future carries it).
         outputs_stored.add_done_callback(_consume)
         self._outputs_stored, self._stored = outputs_stored, stored
+        acked: asyncio.Future[None] = loop.create_future()
+        if records:
+            self._uncovered.append(acked)
+        else:  # a checkpoint or idle flush: no records wait on it
+            acked.add_done_callback(_consume)
+        if checkpoint:
+            stored.add_done_callback(_settle([*self._uncovered, acked]))
+            self._uncovered = []
+        else:
+            stored.add_done_callback(_fail(acked))
+        self._acked = acked
 
     async def _store(
         self,
@@ -490,12 +546,14 @@ class ReadingPipeline:
             return await self.scoring.checkpoint()
 
     async def release_partitions(self, partitions: Iterable[int]) -> None:
-        """On revocation: checkpoint and drop those partitions' anomaly models."""
-        if self.scoring is None:
-            return
+        """On revocation: store the states, checkpoint and drop those partitions' anomaly
+        models."""
         async with self.lock:
+            if self._uncovered or self._dirty:
+                self._start_store([], checkpoint=True, records=False)
             await self.drain()
-            await self.scoring.release(partitions)
+            if self.scoring is not None:
+                await self.scoring.release(partitions)
 
     # -- idle flush (SEMANTICS.md section 6) -----------------------------------------------
     async def flush_idle(self, idle_seconds: float) -> int:
@@ -516,7 +574,8 @@ class ReadingPipeline:
                 waits.append(("publish", self.outputs.publish(windows)))
                 if anomalies:
                     waits.append(("anomalies", self.outputs.publish_anomalies(anomalies)))
-            self._start_store(waits, self._snapshot(touched))
+            self._dirty.update(touched)
+            self._start_store(waits, checkpoint=True, records=False)
             await self.drain()
             if touched:
                 logger.info(
@@ -557,3 +616,37 @@ class ReadingPipeline:
 def _consume(future: asyncio.Future[None]) -> None:
     if not future.cancelled():
         future.exception()
+
+
+def _settle(
+    acks: list[asyncio.Future[None]],
+) -> Callable[[asyncio.Future[None]], None]:
+    """A checkpoint's storing ended: its batches' acks follow it."""
+
+    def done(stored: asyncio.Future[None]) -> None:
+        exc = None if stored.cancelled() else stored.exception()
+        for ack in acks:
+            if ack.done():
+                continue
+            if stored.cancelled():
+                ack.cancel()
+            elif exc is not None:
+                ack.set_exception(exc)
+            else:
+                ack.set_result(None)
+
+    return done
+
+
+def _fail(ack: asyncio.Future[None]) -> Callable[[asyncio.Future[None]], None]:
+    """A batch's outputs could not be stored: its ack fails now, not at the checkpoint."""
+
+    def done(stored: asyncio.Future[None]) -> None:
+        if ack.done():
+            return
+        if stored.cancelled():
+            ack.cancel()
+        elif (exc := stored.exception()) is not None:
+            ack.set_exception(exc)
+
+    return done

@@ -326,6 +326,7 @@ class WorkerResources:
             currency=settings.effective_tariff.currency,
             expected_start=expected_start or (lambda tp: None),
             scoring=scoring,
+            state_interval=settings.state_interval,
         )
         self.started = True
         logger.info(

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     batch_within: float = Field(default=0.05, gt=0, le=10)
     # ... and at most this many bytes of message values (gateway arrays are large)
     batch_max_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 30)
+    # Device states and baselines go to their changelogs at most every this many seconds
+    # (0: after every batch); offsets are committed only up to the last such checkpoint.
+    state_interval: float = Field(default=10.0, ge=0, le=300)
     # 1 works around the embedded broker's ListOffsets bug after batched produce (see
     # README); raise it (e.g. 65536) against Apache Kafka for throughput.
     producer_max_batch_size: int = Field(default=1, ge=1)

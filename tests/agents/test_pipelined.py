@@ -1,6 +1,7 @@
 """Storing a batch while the next is folded (ReadingPipeline.submit): outputs before states,
 each after the previous batch's; states as they were when their batch was folded; a
-failure stops everything after it."""
+failure stops everything after it. States at checkpoints every ``state_interval``: a
+batch is acked only when a checkpoint after it is stored."""
 
 from __future__ import annotations
 
@@ -65,7 +66,19 @@ class GatedOutputs:
         return None
 
 
-def make() -> tuple[ReadingPipeline, GatedOutputs]:
+class Ticks:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(
+    state_interval: float = 0.0, ticks: Ticks | None = None
+) -> tuple[ReadingPipeline, GatedOutputs]:
     outputs = GatedOutputs()
     pipeline = ReadingPipeline(
         StreamProcessor(ProcessingConfig(grace_s=0)),
@@ -74,6 +87,8 @@ def make() -> tuple[ReadingPipeline, GatedOutputs]:
         partitions=1,
         currency="EUR",
         clock=lambda: 1_900_000_000.0,
+        state_interval=state_interval,
+        monotonic=ticks or Ticks(),
     )
     return pipeline, outputs
 
@@ -155,3 +170,92 @@ async def test_idle_flush_and_checkpoints_wait_for_the_batch_being_stored() -> N
     assert await asyncio.wait_for(flushing, 5) >= 1
     kinds = [kind for kind, _ in outputs.log if kind.endswith("stored")]
     assert kinds == ["publish stored", "states stored", "publish stored", "states stored"]
+
+
+def two_devices(number: int) -> list[Message]:
+    """Like ``batch``, for devices "a" and "b" (offsets 4n..4n+3)."""
+    return [
+        Message(
+            "r", 0, 4 * number + 2 * i + k, device.encode(), reading(device, START + hour * HOUR)
+        )
+        for i, device in enumerate("ab")
+        for k, hour in enumerate((2 * number, 2 * number + 1))
+    ]
+
+
+async def test_states_wait_for_the_interval_and_one_checkpoint_acks_every_batch_before_it() -> None:
+    ticks = Ticks()
+    pipeline, outputs = make(state_interval=10.0, ticks=ticks)
+    outputs.gate("publish").set()
+    outputs.gate("states").set()
+    acks = []
+    for number in range(3):
+        ticks.now += 3.0  # 3, 6, 9 s after the start: no checkpoint due
+        _, acked = await asyncio.wait_for(pipeline.submit(two_devices(number)), 5)
+        acks.append(acked)
+    await asyncio.wait_for(pipeline.drain(), 5)
+    await settle()
+    assert [kind for kind, _ in outputs.log].count("publish stored") == 3
+    assert not [kind for kind, _ in outputs.log if kind.startswith("states")]
+    assert not any(ack.done() for ack in acks)  # outputs stored, states not yet: no ack
+    ticks.now += 1.0  # 10 s: the next batch ends with a checkpoint
+    _, last = await asyncio.wait_for(pipeline.submit(two_devices(3)), 5)
+    await asyncio.wait_for(last, 5)
+    await settle()
+    assert all(ack.done() and ack.exception() is None for ack in acks)
+    states = [data for kind, data in outputs.log if kind == "states stored"]
+    # each device once, as it is after the last batch
+    last_ts = (START + 7 * HOUR) * 10**6
+    assert states == [{"a": last_ts, "b": last_ts}]
+    assert pipeline.checkpoints == 1
+
+
+async def test_the_timer_checkpoint_covers_batches_when_input_stops() -> None:
+    ticks = Ticks()
+    pipeline, outputs = make(state_interval=10.0, ticks=ticks)
+    outputs.gate("publish").set()
+    outputs.gate("states").set()
+    _, acked = await asyncio.wait_for(pipeline.submit(batch(0)), 5)
+    assert not await pipeline.checkpoint_states()  # not due yet
+    await settle()
+    assert not acked.done()
+    ticks.now += 10.0
+    assert await pipeline.checkpoint_states()
+    await asyncio.wait_for(acked, 5)
+    assert [data for kind, data in outputs.log if kind == "states stored"] == [
+        {"a": (START + HOUR) * 10**6}
+    ]
+    assert not await pipeline.checkpoint_states(force=True)  # nothing left to write
+
+
+async def test_a_rebalance_forces_the_checkpoint_and_release_stores_pending_states() -> None:
+    pipeline, outputs = make(state_interval=60.0)
+    outputs.gate("publish").set()
+    outputs.gate("states").set()
+    _, first = await asyncio.wait_for(pipeline.submit(batch(0)), 5)
+    assert await pipeline.checkpoint_states(force=True)
+    await asyncio.wait_for(first, 5)
+    _, second = await asyncio.wait_for(pipeline.submit(batch(1)), 5)
+    await asyncio.wait_for(pipeline.release_partitions([0]), 5)
+    assert second.done() and second.exception() is None
+    states = [data for kind, data in outputs.log if kind == "states stored"]
+    assert states == [{"a": (START + HOUR) * 10**6}, {"a": (START + 3 * HOUR) * 10**6}]
+
+
+async def test_a_failed_output_fails_its_ack_at_once_and_the_checkpoint_fails_the_rest() -> None:
+    ticks = Ticks()
+    pipeline, outputs = make(state_interval=10.0, ticks=ticks)
+    outputs.gate("publish").set()
+    outputs.gate("states").set()
+    _, first = await asyncio.wait_for(pipeline.submit(batch(0)), 5)
+    await asyncio.wait_for(pipeline.drain(), 5)
+    outputs.fail.add("publish")
+    _, second = await asyncio.wait_for(pipeline.submit(batch(1)), 5)
+    with pytest.raises(RuntimeError, match="publish failed"):
+        await asyncio.wait_for(second, 5)  # not left waiting for a checkpoint
+    assert not first.done()
+    ticks.now += 10.0
+    assert await pipeline.checkpoint_states()
+    with pytest.raises(RuntimeError, match="publish failed"):
+        await asyncio.wait_for(first, 5)  # its states were never written
+    assert not [kind for kind, _ in outputs.log if kind.startswith("states")]
