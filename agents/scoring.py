@@ -37,8 +37,9 @@ class ModelCheckpoints(Protocol):
 
 
 class BaselineStore(MutableMapping[str, DeviceBaseline]):
-    """Device baselines over a raw mapping ``device_id -> dumped JSON`` (the Faust table's
-    data, restored from its changelog), decoded on first use and kept decoded."""
+    """Device baselines over a raw mapping ``device_id -> DeviceBaseline.dump()`` bytes (the
+    Faust table's data, restored from its changelog; records written before format version 2
+    are JSON, and load too), decoded on first use and kept decoded."""
 
     def __init__(self, raw: MutableMapping[str, bytes]) -> None:
         self.raw = raw

@@ -434,22 +434,28 @@ class AnomalyDetector:
         self.baselines[device_id] = DeviceBaseline.load(data)
 
     def dump(self) -> bytes:
-        """Everything: the shared models and every device's baseline, as one JSON document."""
+        """Everything: the shared models and every device's baseline (base64 of its binary
+        dump), as one JSON document."""
         return orjson.dumps(
             {
                 "model": base64.b64encode(self.dump_model()).decode(),
                 "baselines": {
-                    device_id: baseline.dump().decode()
+                    device_id: base64.b64encode(baseline.dump()).decode()
                     for device_id, baseline in self.baselines.items()
                 },
             }
         )
 
     def load(self, data: bytes) -> None:
+        """Restore ``dump`` output; baselines written as JSON text (format version 1, which
+        base64 never starts with ``{``) load too."""
         doc = orjson.loads(data)
         self.load_model(base64.b64decode(doc["model"]))
         for device_id, baseline in doc["baselines"].items():
-            self.load_baseline(device_id, baseline)
+            if baseline.startswith("{"):
+                self.load_baseline(device_id, baseline)
+            else:
+                self.load_baseline(device_id, base64.b64decode(baseline, validate=True))
 
 
 def _rate(window: Mapping[str, Any], hours: float) -> float:

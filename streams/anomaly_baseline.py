@@ -9,29 +9,28 @@ day-type hour from the residuals. Updates are exponentially weighted (the first 
 a slot are plain averages) and clipped at three spreads, so one spike barely moves the
 baseline while a lasting change is absorbed within a few weeks.
 
-State per device is 382 float32 numbers and 324 small counts; ``dump`` writes them as
-compact JSON (base64 of the packed arrays), about 3 KB, and ``load`` restores them exactly.
+State per device is 382 float32 numbers and 324 small counts (2,176 bytes); ``dump`` writes
+them in the binary form of streams/anomaly_baseline_codec.py, exact to the bit: about 140
+bytes after a few hours, 750 after a few days, 1.35 KB for a mature device (weeks of hours).
 """
 
 from __future__ import annotations
 
-import base64
 import math
 from array import array
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
-import orjson
-
+from streams.anomaly_baseline_codec import BASELINE_VERSION, BaselineFields, decode, encode
 from streams.anomaly_features import DayFeatures, HourFeatures
+
+__all__ = ["BASELINE_VERSION", "BaselineParams", "DeviceBaseline"]
 
 _log = math.log
 _exp = math.exp
 _sqrt = math.sqrt
 _tanh = math.tanh
 _NAN: Final = math.nan
-
-BASELINE_VERSION: Final = 1
 
 # float32 layout
 _HOW_M: Final = 0  # 168: log energy rate per hour-of-week
@@ -104,38 +103,22 @@ class DeviceBaseline:
 
     # -- serialisation -----------------------------------------------------------------
     def dump(self) -> bytes:
-        """Compact JSON; ``load`` restores the state exactly (bit for bit)."""
-        floats = self.floats
-        counts = self.counts
-        if floats.itemsize != 4 or counts.itemsize != 2:  # pragma: no cover - exotic platforms
-            raise RuntimeError("unexpected array item sizes")
-        return orjson.dumps(
-            {
-                "v": BASELINE_VERSION,
-                "first": self.first_start,
-                "hour": self.last_hour,
-                "day": self.last_day,
-                "ord": self.day_ordinal,
-                "f": base64.b64encode(_little(floats)).decode(),
-                "n": base64.b64encode(_little(counts)).decode(),
-            }
+        """Compact binary (format version 2); ``load`` restores the state bit for bit."""
+        return encode(
+            BaselineFields(
+                self.first_start,
+                self.last_hour,
+                self.last_day,
+                self.day_ordinal,
+                self.floats,
+                self.counts,
+            )
         )
 
     @classmethod
     def load(cls, data: bytes | str) -> DeviceBaseline:
-        doc: dict[str, Any] = orjson.loads(data)
-        if doc.get("v") != BASELINE_VERSION:
-            raise ValueError(f"unknown anomaly baseline version {doc.get('v')!r}")
-        floats = array("f")
-        floats.frombytes(base64.b64decode(doc["f"]))
-        counts = array("H")
-        counts.frombytes(base64.b64decode(doc["n"]))
-        if _BIG_ENDIAN:  # pragma: no cover
-            floats.byteswap()
-            counts.byteswap()
-        if len(floats) != _FLOATS or len(counts) != _COUNTS:
-            raise ValueError("anomaly baseline has the wrong size")
-        return cls(doc["first"], doc["hour"], doc["day"], doc["ord"], floats, counts)
+        """A baseline from ``dump`` output, or from the JSON of format version 1."""
+        return cls(*decode(data, _FLOATS, _COUNTS))
 
     # -- hour windows ------------------------------------------------------------------
     def hour_features(
@@ -624,14 +607,3 @@ def _learn_slot(
         f[mean_at] = f[mean_at] + _ewma_rate(count, p.daytype_rate) * residual
         f[var_at] = f[var_at] + _ewma_rate(hours, 0.01) * (residual * residual - f[var_at])
     _bump(n, count_at)
-
-
-_BIG_ENDIAN: Final = array("H", [1]).tobytes()[0] == 0
-
-
-def _little(values: array[Any]) -> bytes:
-    if _BIG_ENDIAN:  # pragma: no cover
-        copy = array(values.typecode, values)
-        copy.byteswap()
-        return copy.tobytes()
-    return values.tobytes()

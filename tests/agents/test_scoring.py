@@ -214,11 +214,15 @@ async def test_idle_flush_scores_open_windows_without_flagging() -> None:
 def test_baseline_store_decodes_lazily_and_dumps_changes() -> None:
     pytest.importorskip("river")
     from streams.anomaly_baseline import DeviceBaseline
+    from tests.anomaly.conftest import dump_v1
 
-    raw: dict[str, bytes] = {"a": DeviceBaseline().dump()}
+    old = DeviceBaseline(first_start=7, day_ordinal=3)
+    raw: dict[str, bytes] = {"a": DeviceBaseline().dump(), "v1": dump_v1(old)}
     store = BaselineStore(raw)
-    assert set(store) == {"a"} and len(store) == 1
+    assert set(store) == {"a", "v1"} and len(store) == 2
     assert isinstance(store["a"], DeviceBaseline)
+    assert store["v1"].dump() == old.dump()  # a changelog record of format version 1
+    del store["v1"]
     store["b"] = DeviceBaseline()
     assert set(store) == {"a", "b"} and len(store) == 2
     dumped = store.dump(["b", "missing"])

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import sys
+from array import array
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
 
 from eval.generator import Dataset, generate
+from streams.anomaly_baseline import DeviceBaseline
 
 HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US
@@ -52,3 +57,23 @@ def daily_pattern(devices: int, days: int, seed: int = 0) -> Iterator[dict[str, 
             level = 0.2 + 0.8 * (7 <= hour % 24 < 22) + 0.1 * device
             energy = level * (1.0 + rng.gauss(0.0, 0.05))
             yield hour_window(f"dev-{device}", start + hour * HOUR_US, energy)
+
+
+def dump_v1(baseline: DeviceBaseline) -> bytes:
+    """A baseline as format version 1 wrote it (JSON, base64 of the little-endian arrays):
+    what changelogs written before version 2 hold."""
+    floats, counts = array("f", baseline.floats), array("H", baseline.counts)
+    if sys.byteorder == "big":  # pragma: no cover
+        floats.byteswap()
+        counts.byteswap()
+    return orjson.dumps(
+        {
+            "v": 1,
+            "first": baseline.first_start,
+            "hour": baseline.last_hour,
+            "day": baseline.last_day,
+            "ord": baseline.day_ordinal,
+            "f": base64.b64encode(floats.tobytes()).decode(),
+            "n": base64.b64encode(counts.tobytes()).decode(),
+        }
+    )

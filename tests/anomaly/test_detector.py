@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import orjson
 import pytest
 
 from streams.anomaly import AnomalyConfig, AnomalyDetector, ModelParams
 from streams.anomaly_baseline import DeviceBaseline
-from tests.anomaly.conftest import DAY_US, HOUR_US, daily_pattern, hour_window
+from tests.anomaly.conftest import DAY_US, HOUR_US, daily_pattern, dump_v1, hour_window
 
 
 def _run(detector: AnomalyDetector, windows: list[dict[str, Any]]) -> list[tuple[float, bool]]:
@@ -162,18 +163,31 @@ def test_dump_load_round_trip_continues_identically() -> None:
     assert _run(piecewise, more) == _run(original, more)
 
 
-def test_baseline_json_is_compact_and_exact() -> None:
+def test_baseline_dump_is_compact_and_exact() -> None:
     detector = AnomalyDetector()
     _run(detector, list(daily_pattern(devices=1, days=9)))
     baseline = detector.baselines["dev-0"]
     data = baseline.dump()
-    assert len(data) < 4096
+    assert len(data) < len(baseline.floats.tobytes()) + len(baseline.counts.tobytes())
     again = DeviceBaseline.load(data)
-    assert again.floats == baseline.floats
+    assert again.floats.tobytes() == baseline.floats.tobytes()
     assert again.counts == baseline.counts
     assert again.dump() == data
     with pytest.raises(ValueError, match="version"):
-        DeviceBaseline.load(data.replace(b'"v":1', b'"v":99'))
+        DeviceBaseline.load(b"\x63" + data[1:])
+
+
+def test_detector_document_with_version_1_baselines_loads() -> None:
+    """A ``dump()`` document written before the binary baselines (JSON text inside)."""
+    original = AnomalyDetector()
+    _run(original, list(daily_pattern(devices=2, days=3)))
+    doc = orjson.loads(original.dump())
+    doc["baselines"] = {
+        device_id: dump_v1(baseline).decode() for device_id, baseline in original.baselines.items()
+    }
+    restored = AnomalyDetector()
+    restored.load(orjson.dumps(doc))
+    assert restored.dump() == original.dump()
 
 
 def test_model_with_other_parameters_is_not_loaded() -> None:
