@@ -179,6 +179,7 @@ class ReadingPipeline:
         self.state_interval = state_interval
         self.monotonic = monotonic
         self._dirty: set[str] = set()
+        self._seen: dict[str, tuple[int, int]] = {}  # for the devices table: first, last
         self._uncovered: list[asyncio.Future[None]] = []
         self._last_checkpoint = monotonic()
         self.checkpoints = 0
@@ -387,14 +388,29 @@ class ReadingPipeline:
         if result.accepted:
             waits.append(("readings", self.outputs.publish_readings(result.accepted)))
         if result.devices:
-            seen = []
+            seen = self._seen
             for device_id, (first, last) in result.devices.items():
-                latest = self.states[device_id].readings[-1]  # the reading at max_ts
-                reading = {"timestamp": latest[0], "power_w": latest[1], "energy_kwh": latest[2]}
-                seen.append((device_id, first, last, reading))
-            waits.append(("devices", self.outputs.record_devices(seen)))
+                known = seen.get(device_id)
+                if known is not None:
+                    first, last = min(first, known[0]), max(last, known[1])
+                seen[device_id] = (first, last)
         self._dirty.update(result.touched)
         self._start_store(waits, checkpoint=self._force or self._checkpoint_due())
+
+    def _devices_seen(self) -> list[tuple[str, int, int, dict[str, Any]]]:
+        """The devices table's rows for the devices seen since the last checkpoint: first
+        and last accepted reading time, and the latest reading."""
+        rows = []
+        states = self.states
+        for device_id, (first, last) in self._seen.items():
+            state = states.get(device_id)
+            if state is None or not state.readings:  # pragma: no cover - released first
+                continue
+            latest = state.readings[-1]  # the reading at max_ts
+            reading = {"timestamp": latest[0], "power_w": latest[1], "energy_kwh": latest[2]}
+            rows.append((device_id, first, last, reading))
+        self._seen = {}
+        return rows
 
     def _snapshot(self, touched: Iterable[str]) -> tuple[list[Any], list[Any]]:
         """The changed baselines and the touched devices' states, serialized now."""
@@ -422,6 +438,8 @@ class ReadingPipeline:
         loop = asyncio.get_running_loop()
         snapshot: tuple[list[Any], list[Any]] = ([], [])
         if checkpoint:
+            if self._seen:
+                waits = [*waits, ("devices", self.outputs.record_devices(self._devices_seen()))]
             snapshot = self._snapshot(sorted(self._dirty))
             self._dirty.clear()
             self._last_checkpoint = self.monotonic()
