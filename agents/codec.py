@@ -1,10 +1,9 @@
-"""Faust codecs for the device-state table: compact JSON lists via orjson."""
+"""Faust codecs for the device-state table: the compact binary of ``DeviceState.to_bytes``."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from faust.serializers import codecs
 
 from streams.device import DeviceState
@@ -12,10 +11,11 @@ from streams.device import DeviceState
 
 class DeviceStateCodec(codecs.Codec):
     def _dumps(self, obj: Any) -> bytes:
-        return orjson.dumps(obj.dump())
+        state: DeviceState = obj
+        return state.to_bytes()
 
     def _loads(self, s: bytes) -> Any:
-        return DeviceState.load(orjson.loads(s))
+        return DeviceState.from_bytes(s)
 
 
 class Utf8Codec(codecs.Codec):

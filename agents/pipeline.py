@@ -419,7 +419,7 @@ class ReadingPipeline:
         if self.scoring is not None:
             changed = self.scoring.changed_baselines()
             baselines = [(d, self._partition_of(d), data) for d, data in changed]
-        records = [(d, self._partition_of(d), orjson.dumps(states[d].dump())) for d in touched]
+        records = [(d, self._partition_of(d), states[d].to_bytes()) for d in touched]
         return baselines, records
 
     def _partition_of(self, device_id: str) -> int:

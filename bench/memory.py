@@ -41,7 +41,7 @@ def measure(devices: int, per_device: int) -> dict[str, float]:
     gc.collect()
     after = rss_mb()
     states = scorer.states
-    state_bytes = sum(len(orjson.dumps(s.dump())) for s in states.values()) / len(states)
+    state_bytes = sum(len(s.to_bytes()) for s in states.values()) / len(states)
     baselines = scorer.detector.baselines
     baseline_bytes = sum(len(b.dump()) for b in baselines.values()) / max(len(baselines), 1)
     return {

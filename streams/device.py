@@ -25,6 +25,7 @@ from models.metrics import WindowAggregate
 from streams.accumulator import Acc
 from streams.config import ProcessingConfig
 from streams.decode import Reading
+from streams.device_state_codec import decode, encode
 from streams.tariff import PriceTable
 from streams.timeparse import US_PER_HOUR, US_PER_S, us_to_datetime
 from streams.windows import DAY, HOUR, MONTH, PERIOD_NAMES, WEEK, Calendar
@@ -39,7 +40,8 @@ Key = tuple[int, int]  # (period code, window start us)
 
 @dataclass(slots=True)
 class DeviceState:
-    """Everything one device needs; serialisable with ``dump``/``load``."""
+    """Everything one device needs: ``dump``/``load`` give its fields as a JSON-ready list,
+    ``to_bytes``/``from_bytes`` its changelog form (streams/device_state_codec.py)."""
 
     max_ts: int | None = None
     # [ts, power_w, energy_kwh] ascending by ts; [0] is the anchor.
@@ -83,6 +85,20 @@ class DeviceState:
             offsets={p: o for p, o in data[8]},
             partition=data[9],
         )
+
+    def to_bytes(self) -> bytes:
+        """Compact binary (format version 2); ``from_bytes`` restores the state bit for bit."""
+        return encode(self.dump())
+
+    @classmethod
+    def from_bytes(cls, data: bytes | str) -> DeviceState:
+        """A state from ``to_bytes`` output, or from the JSON of format version 1; a
+        ValueError says what is wrong with anything else."""
+        fields = decode(data)
+        try:
+            return cls.load(fields)
+        except (LookupError, TypeError, ArithmeticError) as exc:  # Decimal("x") is one
+            raise ValueError(f"device state malformed: {exc!r}") from exc
 
 
 @dataclass(slots=True)

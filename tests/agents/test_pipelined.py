@@ -9,7 +9,6 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 import pytest
 
 from agents.pipeline import Message, ReadingPipeline
@@ -59,7 +58,7 @@ class GatedOutputs:
         return None
 
     async def save_states(self, states: Sequence[tuple[str, int, bytes]]) -> None:
-        loaded = {d: DeviceState.load(orjson.loads(value)) for d, _, value in states}
+        loaded = {d: DeviceState.from_bytes(value) for d, _, value in states}
         await self._write("states", {d: s.max_ts for d, s in loaded.items()})
 
     async def save_baselines(self, baselines: Sequence[Any]) -> None:

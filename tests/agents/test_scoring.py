@@ -163,9 +163,7 @@ async def test_a_restarted_pipeline_continues_with_identical_scores() -> None:
     assert await first.checkpoint_models() == 0  # nothing learned since
     # A new worker: states and baselines restored from their changelogs, model from its
     # checkpoint.
-    states = {
-        d: DeviceState.load(orjson.loads(orjson.dumps(s.dump()))) for d, s in first.states.items()
-    }
+    states = {d: DeviceState.from_bytes(s.to_bytes()) for d, s in first.states.items()}
     second, second_outputs = build(checkpoints, states, dict(first_outputs.baselines))
     for batch in all_batches[half:]:
         await second.handle(batch)

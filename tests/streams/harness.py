@@ -56,9 +56,7 @@ def run_stream(
         result = processor.process_messages(values[lo:hi], states, NOW_US, wall=float(index))
         collect(result.emissions)
         if restart_at and index in restart_at:
-            states = {
-                k: DeviceState.load(orjson.loads(orjson.dumps(v.dump()))) for k, v in states.items()
-            }
+            states = {k: DeviceState.from_bytes(v.to_bytes()) for k, v in states.items()}
     for device_id, state in states.items():
         collect(processor.flush(device_id, state))
     final = {k: v for k, v in latest.items() if v["reading_count"] > 0 or v["energy_kwh"] > 0}
