@@ -2,8 +2,10 @@
 
 Progress goes to stderr; stdout gets the table and, as its last line, one JSON object:
 ``{"single": {peer: readings/s}, "batched": {...}, "peak_rss_mb": M,
-"state_bytes_per_device": B, "readings": N}`` (medians of ``--runs`` runs; a peer not run
-is null).
+"state_bytes_per_device": B, "state_bytes_per_mature_device": B2, "readings": N}`` (medians
+of ``--runs`` runs; a peer not run is null; B and B2: device state plus anomaly baseline as
+in their changelogs, at the largest ``--memory-devices`` count and for 1,000 devices with
+``--mature-readings`` readings each).
 """
 
 from __future__ import annotations
@@ -53,6 +55,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--memory-readings", type=int, default=4, help="readings per device there (4)"
+    )
+    parser.add_argument(
+        "--mature-readings",
+        type=int,
+        default=400,
+        help="readings per device (1,000 devices) for the state of a device with history"
+        " (400: two weeks; 0 skips it)",
     )
     args = parser.parse_args(argv)
     args.only = [p for p in args.only.split(",") if p]
@@ -130,7 +139,7 @@ async def run_form(
 def memory_figures(devices: list[int], per_device: int) -> list[dict[str, Any]]:
     figures = []
     for count in devices:
-        note(f"memory: {count:,} devices x {per_device} readings")
+        note(f"memory: {count:,} devices x {per_device:,} readings")
         output = subprocess.run(
             [sys.executable, "-m", "bench.memory", str(count), str(per_device)],
             cwd=ROOT,
@@ -139,6 +148,11 @@ def memory_figures(devices: list[int], per_device: int) -> list[dict[str, Any]]:
         ).stdout
         figures.append(orjson.loads(output.splitlines()[-1]))
     return figures
+
+
+def state_total(figure: dict[str, Any]) -> float:
+    """Bytes per device in the changelogs: device state and anomaly baseline."""
+    return round(figure["state_bytes_per_device"] + figure["baseline_bytes_per_device"], 1)
 
 
 def median_rate(results: list[RunResult]) -> float | None:
@@ -188,6 +202,7 @@ async def main_async(args: argparse.Namespace) -> int:
                     capped.add((form, peer))
     memory_devices = [int(n) for n in args.memory_devices.split(",") if n.strip()]
     memory = memory_figures(memory_devices, args.memory_readings)
+    mature = memory_figures([1000], args.mature_readings) if args.mature_readings > 0 else []
     print(
         f"readings: {workload.readings:,} ({workload.devices:,} devices); median of {args.runs} run(s)"
     )
@@ -201,11 +216,18 @@ async def main_async(args: argparse.Namespace) -> int:
             f"(serialized); RSS {figure['rss_before_mb']:,.0f} -> {figure['rss_after_mb']:,.0f} MB, "
             f"{figure['rss_bytes_per_device']:,.0f} B per device"
         )
+    for figure in mature:
+        print(
+            f"{figure['devices']:>7,} devices with {args.mature_readings:,} readings each: state "
+            f"{figure['state_bytes_per_device']:,.0f} B + anomaly baseline "
+            f"{figure['baseline_bytes_per_device']:,.0f} B = {state_total(figure):,.0f} B per device"
+        )
     summary = {
         "single": rates["single"],
         "batched": rates["batched"],
         "peak_rss_mb": round(max(peaks), 1) if peaks else None,
-        "state_bytes_per_device": memory[-1]["state_bytes_per_device"] if memory else None,
+        "state_bytes_per_device": state_total(memory[-1]) if memory else None,
+        "state_bytes_per_mature_device": state_total(mature[0]) if mature else None,
         "readings": workload.readings,
     }
     print(orjson.dumps(summary).decode())

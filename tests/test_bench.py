@@ -27,6 +27,7 @@ def test_bench_runs_and_ends_with_the_json_summary() -> None:
             "--runs=1",
             "--only=ours,aiokafka_raw",
             "--memory-devices=20",
+            "--mature-readings=30",
             "--time-limit=60",
         ],
         cwd=ROOT,
@@ -42,6 +43,7 @@ def test_bench_runs_and_ends_with_the_json_summary() -> None:
         "batched",
         "peak_rss_mb",
         "state_bytes_per_device",
+        "state_bytes_per_mature_device",
         "readings",
     }
     assert summary["readings"] == 2000
@@ -52,5 +54,7 @@ def test_bench_runs_and_ends_with_the_json_summary() -> None:
         assert summary[form]["quixstreams"] is None  # not asked for
     assert summary["peak_rss_mb"] > 0
     assert summary["state_bytes_per_device"] > 0
+    # device state + baseline: a device with 30 readings carries more than one with 4
+    assert summary["state_bytes_per_mature_device"] > summary["state_bytes_per_device"]
     assert "ours" in completed.stdout  # the table
     assert "[bench" in completed.stderr  # progress
