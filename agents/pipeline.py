@@ -592,8 +592,8 @@ class ReadingPipeline:
                 waits.append(("publish", self.outputs.publish(windows)))
                 if anomalies:
                     waits.append(("anomalies", self.outputs.publish_anomalies(anomalies)))
-            self._dirty.update(touched)
-            self._start_store(waits, checkpoint=True, records=False)
+            self._dirty.update(touched)  # their states go with the next checkpoint
+            self._start_store(waits, checkpoint=self._checkpoint_due(), records=False)
             await self.drain()
             if touched:
                 logger.info(

@@ -258,3 +258,22 @@ async def test_a_failed_output_fails_its_ack_at_once_and_the_checkpoint_fails_th
     with pytest.raises(RuntimeError, match="publish failed"):
         await asyncio.wait_for(first, 5)  # its states were never written
     assert not [kind for kind, _ in outputs.log if kind.startswith("states")]
+
+
+async def test_an_idle_flush_leaves_its_states_to_the_next_checkpoint() -> None:
+    ticks = Ticks()
+    pipeline, outputs = make(state_interval=60.0, ticks=ticks)
+    outputs.gate("publish").set()
+    outputs.gate("states").set()
+    _, acked = await asyncio.wait_for(pipeline.submit(batch(0)), 5)
+    assert await asyncio.wait_for(pipeline.flush_idle(0.0), 5) >= 1  # windows published
+    assert not [kind for kind, _ in outputs.log if kind.startswith("states")]
+    assert not acked.done()
+    ticks.now += 60.0
+    assert await pipeline.checkpoint_states()
+    await asyncio.wait_for(acked, 5)
+    flushed = pipeline.states["a"]
+    assert not flushed.pending  # the idle flush's state is the one written
+    assert [data for kind, data in outputs.log if kind == "states stored"] == [
+        {"a": flushed.max_ts}
+    ]
