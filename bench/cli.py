@@ -152,7 +152,7 @@ def memory_figures(devices: list[int], per_device: int) -> list[dict[str, Any]]:
 
 def state_total(figure: dict[str, Any]) -> float:
     """Bytes per device in the changelogs: device state and anomaly baseline."""
-    return round(figure["state_bytes_per_device"] + figure["baseline_bytes_per_device"], 1)
+    return round(float(figure["state_bytes_per_device"] + figure["baseline_bytes_per_device"]), 1)
 
 
 def median_rate(results: list[RunResult]) -> float | None:

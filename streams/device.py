@@ -36,6 +36,7 @@ _ALL = (HOUR, DAY, WEEK, MONTH)
 _LOCAL = (DAY, WEEK, MONTH)  # periods whose windows follow the local calendar
 
 Key = tuple[int, int]  # (period code, window start us)
+Fingerprint = int | tuple[tuple[Any, ...], Decimal]  # see DeviceState.emitted
 
 
 @dataclass(slots=True)
@@ -47,7 +48,9 @@ class DeviceState:
     # [ts, power_w, energy_kwh] ascending by ts; [0] is the anchor.
     readings: list[list[Any]] = field(default_factory=list)
     frozen: dict[Key, Acc] = field(default_factory=dict)
-    emitted: dict[Key, tuple[int, int]] = field(default_factory=dict)  # revision, fingerprint
+    # revision, fingerprint: an int, or the values it is computed from when first needed
+    # (most emitted windows are closed before they are compared or written)
+    emitted: dict[Key, tuple[int, Fingerprint]] = field(default_factory=dict)
     closed_until: int | None = None  # day windows ending at or before this are folded
     pending: bool = False  # accepted data not yet emitted by an idle flush
     last_wall: float = 0.0  # wall clock (s) of the last message for this device
@@ -61,7 +64,7 @@ class DeviceState:
             self.max_ts,
             self.readings,
             [[p, s, acc.dump()] for (p, s), acc in self.frozen.items()],
-            [[p, s, rev, fp] for (p, s), (rev, fp) in self.emitted.items()],
+            [[p, s, rev, _digest(fp)] for (p, s), (rev, fp) in self.emitted.items()],
             self.closed_until,
             self.pending,
             self.last_wall,
@@ -168,8 +171,11 @@ class BatchOutcome:
 _bound = lru_cache(maxsize=1 << 14)(us_to_datetime)
 
 
-def _fingerprint(acc: Acc, cost: Decimal) -> int:
-    digest = hashlib.blake2b(repr((acc.fingerprint(), cost)).encode(), digest_size=8).digest()
+def _digest(fingerprint: Fingerprint) -> int:
+    """A window value's fingerprint as stored: blake2b of the repr of its sums and cost."""
+    if isinstance(fingerprint, int):
+        return fingerprint
+    digest = hashlib.blake2b(repr(fingerprint).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
@@ -455,9 +461,11 @@ class Engine:
         if previous is None and acc.is_empty():
             return
         cost = acc.priced(self.prices.prices)
-        fingerprint = _fingerprint(acc, cost)
-        if previous is not None and previous[1] == fingerprint:
-            return
+        fingerprint: Fingerprint = (acc.fingerprint(), cost)
+        if previous is not None:
+            fingerprint = _digest(fingerprint)
+            if _digest(previous[1]) == fingerprint:
+                return
         revision = 0 if previous is None else previous[0] + 1
         state.emitted[key] = (revision, fingerprint)
         emissions.append(Emission(device_id, PERIOD_NAMES[period], start, end, acc, cost, revision))

@@ -195,3 +195,28 @@ def test_wrong_versions_and_shapes_are_named() -> None:
         DeviceState.from_bytes(_deflated([*fields[:3], [[1, 0, [*[0] * 10, "x"]]], *fields[4:]]))
     with pytest.raises(ValueError, match="64-bit"):
         DeviceState(max_ts=2**64).to_bytes()
+
+
+def test_emitted_fingerprints_are_written_as_the_blake2b_of_the_window_values() -> None:
+    """Fingerprints are kept as the window's values until needed; what is written (and
+    compared after a restore) is the 64-bit blake2b of their repr, as it always was."""
+    import hashlib
+
+    processor = StreamProcessor(ProcessingConfig())
+    states: dict[str, DeviceState] = {}
+    found = []
+    for _, value in generate(400, 2).single:  # until a window is emitted and still open
+        processor.process_messages([value], states, NOW_US, 0.0)
+        found = [s for s in states.values() if s.emitted]
+        if found:
+            break
+    state = found[0]
+    for (period, start), (_, fingerprint) in state.emitted.items():
+        assert not isinstance(fingerprint, int)  # kept lazily
+        values, cost = fingerprint
+        text = repr((values, cost)).encode()
+        expected = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big", signed=True)
+        written = {(p, s): fp for p, s, _, fp in state.dump()[4]}
+        assert written[period, start] == expected
+        restored = DeviceState.from_bytes(state.to_bytes())
+        assert restored.emitted[period, start][1] == expected
