@@ -171,6 +171,15 @@ async def test_idle_flush_and_checkpoints_wait_for_the_batch_being_stored() -> N
     assert kinds == ["publish stored", "states stored", "publish stored", "states stored"]
 
 
+def open_pipeline(state_interval: float) -> tuple[ReadingPipeline, GatedOutputs, Ticks]:
+    """A pipeline whose writes finish at once, and the clock of its checkpoints."""
+    ticks = Ticks()
+    pipeline, outputs = make(state_interval=state_interval, ticks=ticks)
+    outputs.gate("publish").set()
+    outputs.gate("states").set()
+    return pipeline, outputs, ticks
+
+
 def two_devices(number: int) -> list[Message]:
     """Like ``batch``, for devices "a" and "b" (offsets 4n..4n+3)."""
     return [
@@ -183,10 +192,7 @@ def two_devices(number: int) -> list[Message]:
 
 
 async def test_states_wait_for_the_interval_and_one_checkpoint_acks_every_batch_before_it() -> None:
-    ticks = Ticks()
-    pipeline, outputs = make(state_interval=10.0, ticks=ticks)
-    outputs.gate("publish").set()
-    outputs.gate("states").set()
+    pipeline, outputs, ticks = open_pipeline(10.0)
     acks = []
     for number in range(3):
         ticks.now += 3.0  # 3, 6, 9 s after the start: no checkpoint due
@@ -210,10 +216,7 @@ async def test_states_wait_for_the_interval_and_one_checkpoint_acks_every_batch_
 
 
 async def test_the_timer_checkpoint_covers_batches_when_input_stops() -> None:
-    ticks = Ticks()
-    pipeline, outputs = make(state_interval=10.0, ticks=ticks)
-    outputs.gate("publish").set()
-    outputs.gate("states").set()
+    pipeline, outputs, ticks = open_pipeline(10.0)
     _, acked = await asyncio.wait_for(pipeline.submit(batch(0)), 5)
     assert not await pipeline.checkpoint_states()  # not due yet
     await settle()
@@ -228,9 +231,7 @@ async def test_the_timer_checkpoint_covers_batches_when_input_stops() -> None:
 
 
 async def test_a_rebalance_forces_the_checkpoint_and_release_stores_pending_states() -> None:
-    pipeline, outputs = make(state_interval=60.0)
-    outputs.gate("publish").set()
-    outputs.gate("states").set()
+    pipeline, outputs, _ = open_pipeline(60.0)
     _, first = await asyncio.wait_for(pipeline.submit(batch(0)), 5)
     assert await pipeline.checkpoint_states(force=True)
     await asyncio.wait_for(first, 5)
@@ -242,10 +243,7 @@ async def test_a_rebalance_forces_the_checkpoint_and_release_stores_pending_stat
 
 
 async def test_a_failed_output_fails_its_ack_at_once_and_the_checkpoint_fails_the_rest() -> None:
-    ticks = Ticks()
-    pipeline, outputs = make(state_interval=10.0, ticks=ticks)
-    outputs.gate("publish").set()
-    outputs.gate("states").set()
+    pipeline, outputs, ticks = open_pipeline(10.0)
     _, first = await asyncio.wait_for(pipeline.submit(batch(0)), 5)
     await asyncio.wait_for(pipeline.drain(), 5)
     outputs.fail.add("publish")
@@ -261,10 +259,7 @@ async def test_a_failed_output_fails_its_ack_at_once_and_the_checkpoint_fails_th
 
 
 async def test_an_idle_flush_leaves_its_states_to_the_next_checkpoint() -> None:
-    ticks = Ticks()
-    pipeline, outputs = make(state_interval=60.0, ticks=ticks)
-    outputs.gate("publish").set()
-    outputs.gate("states").set()
+    pipeline, outputs, ticks = open_pipeline(60.0)
     _, acked = await asyncio.wait_for(pipeline.submit(batch(0)), 5)
     assert await asyncio.wait_for(pipeline.flush_idle(0.0), 5) >= 1  # windows published
     assert not [kind for kind, _ in outputs.log if kind.startswith("states")]

@@ -19,6 +19,7 @@ from bench.workload import generate
 from streams.config import ProcessingConfig
 from streams.device import DeviceState
 from streams.processor import StreamProcessor
+from tests.damage import assert_refuses_damage
 from tests.oracle import OracleReading
 from tests.streams.harness import NOW_US, reading_json
 from tests.streams.test_oracle_property import scenario
@@ -139,17 +140,7 @@ def test_version_1_json_still_loads() -> None:
 
 
 def test_truncated_or_damaged_bytes_are_refused() -> None:
-    data = _sample().to_bytes()
-    for end in range(len(data)):
-        with pytest.raises(ValueError):
-            DeviceState.from_bytes(data[:end])
-    for at in range(len(data)):
-        damaged = bytearray(data)
-        damaged[at] ^= 0x5A
-        with pytest.raises(ValueError):
-            DeviceState.from_bytes(bytes(damaged))
-    with pytest.raises(ValueError):
-        DeviceState.from_bytes(data + b"\x00")
+    assert_refuses_damage(DeviceState.from_bytes, _sample().to_bytes())
     old = _text(_sample())
     for end in range(len(old)):
         with pytest.raises(ValueError):
