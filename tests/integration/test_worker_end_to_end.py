@@ -169,23 +169,29 @@ async def test_stream_to_postgres_and_api_equals_oracle_and_dlq_has_every_reject
     problems = await wait_for(pg_database, want, within=float(os.environ.get("E2E_WAIT", "90")))
     assert not problems, "\n".join(problems[:20]) + "\n" + worker.tail()
 
-    # The devices table: first and last accepted reading of each device.
-    connection = await asyncpg.connect(pg_database)
-    try:
-        rows = await connection.fetch(
-            "SELECT device_id, first_seen, last_seen, last_reading FROM devices"
-        )
-    finally:
-        await connection.close()
-    seen = {
-        r["device_id"]: (datetime_to_us(r["first_seen"]), datetime_to_us(r["last_seen"]))
-        for r in rows
-    }
+    # The devices table: first and last accepted reading of each device, written at the
+    # next state checkpoint (STATE_INTERVAL after the windows at the latest).
     spans: dict[str, tuple[int, int]] = {}
     for (device, period, _), window in want.items():
         if period == "hour" and window["first_ts"] is not None:
             lo, hi = spans.get(device, (window["first_ts"], window["last_ts"]))
             spans[device] = (min(lo, window["first_ts"]), max(hi, window["last_ts"]))
+    deadline = time.monotonic() + 2 * float(worker_env.get("STATE_INTERVAL", "10")) + 10
+    while True:
+        connection = await asyncpg.connect(pg_database)
+        try:
+            rows = await connection.fetch(
+                "SELECT device_id, first_seen, last_seen, last_reading FROM devices"
+            )
+        finally:
+            await connection.close()
+        seen = {
+            r["device_id"]: (datetime_to_us(r["first_seen"]), datetime_to_us(r["last_seen"]))
+            for r in rows
+        }
+        if seen == spans or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
     assert seen == spans
     assert all(r["last_reading"] for r in rows)
 
