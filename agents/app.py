@@ -163,7 +163,7 @@ job_worker = JobWorker(
 # Faust treats a jump in fetched offsets as a legitimate hole (compaction, transaction
 # markers) and commits past it. Its consumer can also drop records around a suspended flow,
 # so a jump may hide unprocessed readings: the pipeline repairs jumps by seeking back, and
-# only holes it has proven real are handed to Faust (see ReadingPipeline.admit).
+# only holes it has proven real are handed to Faust (see agents/contiguity.py).
 _faust_add_gap = FaustConsumer._add_gap
 
 

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from agents.contiguity import ContiguousOffsets
 from agents.produce import key_partition
 from agents.scoring import PartitionScorers, anomaly_record
 from models.metrics import WindowAggregate
@@ -37,7 +38,6 @@ from streams.timeparse import format_us
 
 logger = logging.getLogger(__name__)
 
-MAX_REPAIRS = 5
 SLOW_OUTPUTS_S = 0.5
 # Kafka's default limit for one record is 1 MiB (max.message.bytes, the producer's
 # max_request_size); outputs stay well below it whatever the input was.
@@ -135,7 +135,7 @@ def partition_for(device_id: str, partitions: int) -> int:
     return key_partition(device_id.encode(), partitions)
 
 
-class ReadingPipeline:
+class ReadingPipeline(ContiguousOffsets):
     """Shared by the readings agent, the repartition agent and the idle-flush timer."""
 
     def __init__(
@@ -152,6 +152,7 @@ class ReadingPipeline:
         state_interval: float = 0.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        ContiguousOffsets.__init__(self, expected_start)
         self.processor = processor
         self.states = states
         self.outputs = outputs
@@ -161,15 +162,7 @@ class ReadingPipeline:
         self.lock = asyncio.Lock()
         self.forwarded = 0
         self.batches = 0
-        self.expected_start = expected_start
         self.scoring = scoring
-        self.positions: dict[tuple[str, int], int] = {}  # last offset folded per tp
-        self.redelivered = 0
-        self.gaps_repaired = 0
-        self.accepted_holes: list[tuple[tuple[str, int], int, int]] = []
-        self._repairs: dict[tuple[str, int], tuple[int, int, int]] = {}  # expected, seen, seeks
-        self._seeks: dict[tuple[str, int], int] = {}
-        self._probes: dict[tuple[str, int], int] = {}
         self._rate: deque[tuple[float, int]] = deque()
         # the last batch's storing: its outputs, then everything (see submit)
         self._outputs_stored: asyncio.Future[None] | None = None
@@ -235,89 +228,6 @@ class ReadingPipeline:
         stored = self._stored
         if stored is not None:
             await stored
-
-    def admit(self, messages: Sequence[Message]) -> list[Message]:
-        """Keep each partition's messages contiguous, whatever the consumer delivers.
-
-        The Faust consumer can drop records when its flow is suspended around a rebalance
-        or recovery, and deliver some twice. A message at or below the partition's last
-        folded offset is dropped (already folded); a jump past the next offset holds the
-        partition: its messages are not folded and a seek back to the missing offset is
-        requested (``take_seeks``). Faust commits only contiguously acked offsets, so the
-        hole stays uncommitted until refilled. A jump that persists for ``MAX_REPAIRS``
-        seeks is checked against the broker (``take_probes``/``resolve_probe``).
-        """
-        admitted: list[Message] = []
-        positions = self.positions
-        for message in messages:
-            tp = (message.topic, message.partition)
-            offset = message.offset
-            position = positions.get(tp)
-            if position is None:
-                start = self.expected_start(tp)
-                position = start - 1 if start is not None else offset - 1
-                positions[tp] = position
-            if offset <= position:
-                self.redelivered += 1
-                continue
-            if offset > position + 1:
-                repair = self._repairs.get(tp)
-                if repair is None or repair[0] != position + 1:
-                    repair = (position + 1, offset, 0)
-                    logger.warning(
-                        "offset gap: %s:%s jumped from %s to %s; seeking back",
-                        message.topic,
-                        message.partition,
-                        position,
-                        offset,
-                    )
-                    self.gaps_repaired += 1
-                if tp not in self._seeks:
-                    self._seeks[tp] = position + 1
-                    repair = (repair[0], repair[1], repair[2] + 1)
-                    if repair[2] % MAX_REPAIRS == 0:
-                        self._probes[tp] = position + 1
-                self._repairs[tp] = repair
-                continue
-            elif tp in self._repairs:
-                del self._repairs[tp]
-            positions[tp] = offset
-            admitted.append(message)
-        return admitted
-
-    def take_probes(self) -> dict[tuple[str, int], int]:
-        """Partitions whose gap persists: ask the broker where the log really continues."""
-        probes, self._probes = self._probes, {}
-        return probes
-
-    def resolve_probe(self, tp: tuple[str, int], expected: int, first: int | None) -> None:
-        """``first``: the first offset the broker returns when read from ``expected``.
-        Only a broker-confirmed hole (e.g. transaction markers) is skipped."""
-        if first is None or first <= expected or self.positions.get(tp) != expected - 1:
-            return
-        logger.warning(
-            "accepting a hole in the log: offsets %s..%s of %s:%s do not exist",
-            expected,
-            first - 1,
-            tp[0],
-            tp[1],
-        )
-        self.positions[tp] = first - 1
-        self.accepted_holes.append((tp, expected, first))
-        self._repairs.pop(tp, None)
-        self._seeks[tp] = first
-
-    def take_seeks(self) -> dict[tuple[str, int], int]:
-        """Partitions to seek back (topic, partition) -> offset, once each."""
-        seeks, self._seeks = self._seeks, {}
-        return seeks
-
-    def forget_partitions(self, tps: Iterable[tuple[str, int]]) -> None:
-        """On revocation: the next owner (maybe us again) starts from the committed offset."""
-        for tp in tps:
-            self.positions.pop(tp, None)
-            self._repairs.pop(tp, None)
-            self._seeks.pop(tp, None)
 
     async def _handle(self, messages: Sequence[Message]) -> BatchResult:
         messages = self.admit(messages)
