@@ -93,14 +93,19 @@ async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None,
         await producer.stop()
 
 
-async def stored_windows(dsn: str) -> dict[tuple[str, str, int], dict[str, Any]]:
+async def fetch(dsn: str, query: str) -> list[Any]:
     connection = await asyncpg.connect(dsn)
     try:
-        rows = await connection.fetch(
-            "SELECT * FROM metrics WHERE period IN ('hour', 'day') AND (reading_count > 0 OR energy_kwh > 0)"
-        )
+        return list(await connection.fetch(query))
     finally:
         await connection.close()
+
+
+async def stored_windows(dsn: str) -> dict[tuple[str, str, int], dict[str, Any]]:
+    rows = await fetch(
+        dsn,
+        "SELECT * FROM metrics WHERE period IN ('hour', 'day') AND (reading_count > 0 OR energy_kwh > 0)",
+    )
     return {(r["device_id"], r["period"], datetime_to_us(r["window_start"])): dict(r) for r in rows}
 
 
@@ -178,13 +183,9 @@ async def test_stream_to_postgres_and_api_equals_oracle_and_dlq_has_every_reject
             spans[device] = (min(lo, window["first_ts"]), max(hi, window["last_ts"]))
     deadline = time.monotonic() + 2 * float(worker_env.get("STATE_INTERVAL", "10")) + 10
     while True:
-        connection = await asyncpg.connect(pg_database)
-        try:
-            rows = await connection.fetch(
-                "SELECT device_id, first_seen, last_seen, last_reading FROM devices"
-            )
-        finally:
-            await connection.close()
+        rows = await fetch(
+            pg_database, "SELECT device_id, first_seen, last_seen, last_reading FROM devices"
+        )
         seen = {
             r["device_id"]: (datetime_to_us(r["first_seen"]), datetime_to_us(r["last_seen"]))
             for r in rows
