@@ -176,8 +176,6 @@ class ReadingPipeline(ContiguousOffsets):
         self._uncovered: list[asyncio.Future[None]] = []
         self._last_checkpoint = monotonic()
         self.checkpoints = 0
-        self._force = False
-        self._acked: asyncio.Future[None] | None = None
 
     # -- the batch step ------------------------------------------------------------------
     async def handle(self, messages: Sequence[Message]) -> BatchResult:
@@ -202,10 +200,7 @@ class ReadingPipeline(ContiguousOffsets):
         after the previous batch's outputs are stored."""
         async with self.lock:
             previous = self._stored
-            self._force = checkpoint
-            result = await self._handle(messages)
-            acked = self._acked
-        assert acked is not None
+            result, acked = await self._handle(messages, checkpoint)
         if previous is not None:
             await asyncio.wait([previous])  # its failure is reported by its own future
         return result, acked
@@ -229,7 +224,9 @@ class ReadingPipeline(ContiguousOffsets):
         if stored is not None:
             await stored
 
-    async def _handle(self, messages: Sequence[Message]) -> BatchResult:
+    async def _handle(
+        self, messages: Sequence[Message], checkpoint: bool
+    ) -> tuple[BatchResult, asyncio.Future[None]]:
         messages = self.admit(messages)
         wall = self.clock()
         now_us = int(wall * 1_000_000)
@@ -255,7 +252,7 @@ class ReadingPipeline(ContiguousOffsets):
             self.forwarded += len(forward)
         processor.fold(readings, self.states, wall, result, positions)
         scored = await self._score(readings, result.emissions)
-        await self._emit(result, messages, forward, scored)
+        acked = self._emit(result, messages, forward, scored, checkpoint)
         self.batches += 1
         if messages and logger.isEnabledFor(logging.DEBUG):
             logger.debug(
@@ -269,17 +266,18 @@ class ReadingPipeline(ContiguousOffsets):
                 },
             )
         self._rate.append((wall, processor.counters.readings_received))
-        return result
+        return result, acked
 
-    async def _emit(
+    def _emit(
         self,
         result: BatchResult,
         messages: Sequence[Message],
         forward: Sequence[tuple[str, bytes]],
         scored: dict[int, ScoredWindow],
-    ) -> None:
-        """Start storing the batch: outputs first, then the states and baselines (as they
-        are now, serialized here), each after the previous batch's."""
+        checkpoint: bool,
+    ) -> asyncio.Future[None]:
+        """Start storing the batch's outputs, after the previous batch's, and end it with a
+        state checkpoint when asked or due; returns the future to ack its records on."""
         waits: list[tuple[str, Awaitable[None]]] = []
         if result.rejections:
             waits.append(
@@ -305,7 +303,9 @@ class ReadingPipeline(ContiguousOffsets):
                     first, last = min(first, known[0]), max(last, known[1])
                 seen[device_id] = (first, last)
         self._dirty.update(result.touched)
-        self._start_store(waits, checkpoint=self._force or self._checkpoint_due())
+        acked = self._start_store(waits, checkpoint=checkpoint or self._checkpoint_due())
+        assert acked is not None
+        return acked
 
     def _devices_seen(self) -> list[tuple[str, int, int, dict[str, Any]]]:
         """The devices table's rows for the devices seen since the last checkpoint: first
@@ -341,10 +341,11 @@ class ReadingPipeline(ContiguousOffsets):
 
     def _start_store(
         self, waits: list[tuple[str, Awaitable[None]]], *, checkpoint: bool, records: bool = True
-    ) -> None:
+    ) -> asyncio.Future[None] | None:
         """Store ``waits`` after the previous outputs; at a checkpoint, then the states and
         baselines changed since the last one (serialized now), after the previous
-        checkpoint's. ``self._acked`` is the future to ack the batch's records on."""
+        checkpoint's. With ``records``, returns the future to ack the batch's records on:
+        done when a checkpoint after it is stored, failed as soon as its storing fails."""
         loop = asyncio.get_running_loop()
         snapshot: tuple[list[Any], list[Any]] = ([], [])
         if checkpoint:
@@ -362,17 +363,16 @@ class ReadingPipeline(ContiguousOffsets):
         # own future carries it).
         outputs_stored.add_done_callback(_consume)
         self._outputs_stored, self._stored = outputs_stored, stored
-        acked: asyncio.Future[None] = loop.create_future()
+        acked: asyncio.Future[None] | None = None
         if records:
+            acked = loop.create_future()
             self._uncovered.append(acked)
-        else:  # a checkpoint or idle flush: no records wait on it
-            acked.add_done_callback(_consume)
         if checkpoint:
-            stored.add_done_callback(_settle([*self._uncovered, acked]))
+            stored.add_done_callback(_settle(self._uncovered))
             self._uncovered = []
-        else:
-            stored.add_done_callback(_fail(acked))
-        self._acked = acked
+        elif acked is not None:
+            stored.add_done_callback(_settle([acked], failure_only=True))
+        return acked
 
     async def _store(
         self,
@@ -547,12 +547,16 @@ def _consume(future: asyncio.Future[None]) -> None:
 
 
 def _settle(
-    acks: list[asyncio.Future[None]],
+    acks: list[asyncio.Future[None]], *, failure_only: bool = False
 ) -> Callable[[asyncio.Future[None]], None]:
-    """A checkpoint's storing ended: its batches' acks follow it."""
+    """Storing ended: the acks follow it (a checkpoint's batches), or, with
+    ``failure_only``, fail at once with it (a batch whose outputs could not be stored) and
+    otherwise wait for a checkpoint."""
 
     def done(stored: asyncio.Future[None]) -> None:
         exc = None if stored.cancelled() else stored.exception()
+        if failure_only and exc is None and not stored.cancelled():
+            return
         for ack in acks:
             if ack.done():
                 continue
@@ -562,19 +566,5 @@ def _settle(
                 ack.set_exception(exc)
             else:
                 ack.set_result(None)
-
-    return done
-
-
-def _fail(ack: asyncio.Future[None]) -> Callable[[asyncio.Future[None]], None]:
-    """A batch's outputs could not be stored: its ack fails now, not at the checkpoint."""
-
-    def done(stored: asyncio.Future[None]) -> None:
-        if ack.done():
-            return
-        if stored.cancelled():
-            ack.cancel()
-        elif (exc := stored.exception()) is not None:
-            ack.set_exception(exc)
 
     return done
