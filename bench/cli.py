@@ -2,9 +2,12 @@
 
 Progress goes to stderr; stdout gets the table and, as its last line, one JSON object:
 ``{"single": {peer: readings/s}, "batched": {...}, "peak_rss_mb": M,
-"state_bytes_per_device": B, "state_bytes_per_mature_device": B2, "readings": N}`` (medians
-of ``--runs`` runs; a peer not run is null; B and B2: device state plus anomaly baseline as
-in their changelogs, at the largest ``--memory-devices`` count and for 1,000 devices with
+"state_bytes_per_device": B, "state_bytes_per_mature_device": B2, "readings": N,
+"workers": W, "ours_one_worker": {"single": R, "batched": R}}`` (medians of ``--runs`` runs;
+a peer not run is null; ``ours`` runs ``--workers`` worker processes, one per core by
+default, and ``ours_one_worker`` one, as every peer runs one process; M: the workers' peak
+resident memory, summed; B and B2: device state plus anomaly baseline as in their
+changelogs, at the largest ``--memory-devices`` count and for 1,000 devices with
 ``--mature-readings`` readings each).
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -31,6 +35,7 @@ from bench.workload import Workload, generate
 
 PEERS = ("ours", "aiokafka_raw", "faust_noop", "faust_naive", "quixstreams", "pandas_batch")
 FORMS = ("single", "batched")
+ONE_WORKER = "ours_one_worker"  # ours in one process; not a key of the forms' objects
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -39,7 +44,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--devices", type=int, default=10_000, help="meters (10,000)")
     parser.add_argument("--runs", type=int, default=3, help="runs per peer and form; median")
     parser.add_argument(
-        "--only", default=",".join(PEERS), help=f"comma-separated peers ({','.join(PEERS)})"
+        "--only",
+        default=None,
+        help=f"comma-separated peers ({','.join((*PEERS, ONE_WORKER))}; all by default,"
+        f" {ONE_WORKER} when --workers > 1)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes for ours, on a topic of as many partitions"
+        " (one per core: %(default)s)",
     )
     parser.add_argument("--forms", default=",".join(FORMS), help="single,batched")
     parser.add_argument(
@@ -64,9 +79,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         " (400: two weeks; 0 skips it)",
     )
     args = parser.parse_args(argv)
-    args.only = [p for p in args.only.split(",") if p]
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    if args.only is None:
+        args.only = [*PEERS, *([ONE_WORKER] if args.workers > 1 else [])]
+    else:
+        args.only = [p for p in args.only.split(",") if p]
     args.forms = [f for f in args.forms.split(",") if f]
-    unknown = set(args.only) - set(PEERS) or set(args.forms) - set(FORMS)
+    unknown = set(args.only) - {*PEERS, ONE_WORKER} or set(args.forms) - set(FORMS)
     if unknown:
         parser.error(f"unknown: {', '.join(sorted(unknown))}")
     return args
@@ -81,7 +101,9 @@ async def run_peer(
     messages: int,
     folder: Path,
     time_limit: float,
+    workers: tuple[str, int],
 ) -> tuple[RunResult, float | None]:
+    """``workers``: ours' topic and worker count."""
     app_id = f"bench-{peer}-{uuid.uuid4().hex[:8]}"
     per_message = workload.readings // messages
     env = {
@@ -94,6 +116,11 @@ async def run_peer(
         "BENCH_DATADIR": str(folder / app_id),
     }
     if peer == "ours":
+        ours_topic, count = workers
+        return await run_ours(
+            servers, ours_topic, workload, folder, time_limit=time_limit, workers=count
+        )
+    if peer == ONE_WORKER:
         return await run_ours(servers, topic, workload, folder, time_limit=time_limit)
     if peer == "aiokafka_raw":
         return await aiokafka_raw(servers.bootstrap, topic, messages, time_limit=time_limit), None
@@ -117,13 +144,26 @@ async def run_form(
     topic = f"bench.{form}"
     note(f"{form}: loading {len(messages):,} messages ({workload.readings:,} readings)")
     await load_topic(servers.bootstrap, topic, messages)
+    ours_topic = topic
+    if args.workers > 1 and "ours" in args.only:
+        # The same messages, keyed by device, over a partition per worker.
+        ours_topic = f"bench.{form}.{args.workers}"
+        await load_topic(servers.bootstrap, ours_topic, messages, partitions=args.workers)
     results: dict[str, list[RunResult]] = {peer: [] for peer in args.only}
     peaks: list[float] = []
     for run in range(1, args.runs + 1):
         for peer in args.only:  # interleaved: load on this machine changes between runs
             note(f"{form} run {run}/{args.runs}: {peer}")
             result, peak = await run_peer(
-                peer, form, servers, topic, workload, len(messages), folder, args.time_limit
+                peer,
+                form,
+                servers,
+                topic,
+                workload,
+                len(messages),
+                folder,
+                args.time_limit,
+                (ours_topic, args.workers),
             )
             results[peer].append(result)
             if peak is not None:
@@ -163,12 +203,12 @@ def table(
     rates: dict[str, dict[str, float | None]], capped: set[tuple[str, str]], forms: list[str]
 ) -> str:
     lines = [
-        f"{'peer':<14}" + "".join(f"{form + ' readings/s':>22}{'x ours':>9}" for form in forms)
+        f"{'peer':<16}" + "".join(f"{form + ' readings/s':>22}{'x ours':>9}" for form in forms)
     ]
-    for peer in PEERS:
+    for peer in (*PEERS, ONE_WORKER):
         if all(rates[form].get(peer) is None for form in forms):
             continue
-        row = f"{peer:<14}"
+        row = f"{peer:<16}"
         for form in forms:
             rate = rates[form].get(peer)
             ours = rates[form].get("ours")
@@ -187,7 +227,9 @@ async def main_async(args: argparse.Namespace) -> int:
         f"{workload.per_device}, {workload.payload_bytes / workload.readings:.0f} bytes each; "
         f"{workload.final_windows:,} final hour and day windows"
     )
-    rates: dict[str, dict[str, float | None]] = {form: dict.fromkeys(PEERS) for form in FORMS}
+    rates: dict[str, dict[str, float | None]] = {
+        form: dict.fromkeys((*PEERS, ONE_WORKER)) for form in FORMS
+    }
     capped: set[tuple[str, str]] = set()
     peaks: list[float] = []
     with postgres() as (pg, folder):
@@ -204,7 +246,8 @@ async def main_async(args: argparse.Namespace) -> int:
     memory = memory_figures(memory_devices, args.memory_readings)
     mature = memory_figures([1000], args.mature_readings) if args.mature_readings > 0 else []
     print(
-        f"readings: {workload.readings:,} ({workload.devices:,} devices); median of {args.runs} run(s)"
+        f"readings: {workload.readings:,} ({workload.devices:,} devices); median of {args.runs} run(s);"
+        f" ours: {args.workers} worker process(es), {ONE_WORKER}: 1"
     )
     print(table(rates, capped, args.forms))
     if capped:
@@ -222,6 +265,7 @@ async def main_async(args: argparse.Namespace) -> int:
             f"{figure['state_bytes_per_device']:,.0f} B + anomaly baseline "
             f"{figure['baseline_bytes_per_device']:,.0f} B = {state_total(figure):,.0f} B per device"
         )
+    one_worker = {form: rates[form].pop(ONE_WORKER) for form in FORMS}
     summary = {
         "single": rates["single"],
         "batched": rates["batched"],
@@ -229,6 +273,8 @@ async def main_async(args: argparse.Namespace) -> int:
         "state_bytes_per_device": state_total(memory[-1]) if memory else None,
         "state_bytes_per_mature_device": state_total(mature[0]) if mature else None,
         "readings": workload.readings,
+        "workers": args.workers,
+        ONE_WORKER: one_worker,
     }
     print(orjson.dumps(summary).decode())
     return 0

@@ -1,9 +1,13 @@
 """Our worker, the real process (``python -m agents.app worker``), timed end to end: from
-its first batch consumed to the last final window of the data stored in PostgreSQL."""
+the first batch consumed to the last final window of the data stored in PostgreSQL.
+
+With ``workers`` > 1 that many worker processes of one app split a topic of as many
+partitions, as a deployment with a worker per core runs them."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -30,9 +34,10 @@ async def run_ours(
     folder: Path,
     *,
     time_limit: float,
+    workers: int = 1,
     extra_env: dict[str, str] | None = None,
 ) -> tuple[RunResult, float | None]:
-    """(result, peak RSS of the worker in MB)."""
+    """(result, peak RSS of the workers in MB, summed). ``topic`` has ``workers`` partitions."""
     dsn = await servers.fresh_database()
     suffix = uuid.uuid4().hex[:8]
     env = {
@@ -45,12 +50,19 @@ async def run_ours(
         "ANOMALIES_TOPIC": f"bench-{suffix}.anomalies",
         "JOBS_TOPIC": f"bench-{suffix}.jobs",
         "INFLUXDB_URL": "",
-        "DATA_DIR": str(folder / f"data-{suffix}"),
+        "TOPIC_PARTITIONS": str(workers),
         "LOG_LEVEL": "INFO",
         **(extra_env or {}),
     }
-    log_path = folder / f"ours-{suffix}.log"
-    process = spawn(["-m", "agents.app", "worker", "-l", "info"], env, log_path)
+    logs = [folder / f"ours-{suffix}-{n}.log" for n in range(workers)]
+    processes = [
+        spawn(
+            ["-m", "agents.app", "worker", "-l", "info"],
+            {**env, "DATA_DIR": str(folder / f"data-{suffix}-{n}")},
+            log_path,
+        )
+        for n, log_path in enumerate(logs)
+    ]
     cutoff = us_to_datetime(workload.cutoff_us)
     connection = await asyncpg.connect(dsn)
     peak: float | None = None
@@ -59,12 +71,11 @@ async def run_ours(
         first: float | None = None
         while first is None:
             await asyncio.sleep(0.02)
-            if FIRST_BATCH in log_path.read_bytes():
+            if any(FIRST_BATCH in log_path.read_bytes() for log_path in logs):
                 first = time.time()
-            elif process.poll() is not None:
-                raise RuntimeError(f"worker exited with {process.returncode}:\n{tail(log_path)}")
             elif time.monotonic() - started > 120:
-                raise RuntimeError(f"worker consumed nothing in 120 s:\n{tail(log_path)}")
+                raise RuntimeError(f"worker consumed nothing in 120 s:\n{tail(logs[0])}")
+            _check_alive(processes, logs)
         stored = 0
         shown = time.monotonic()
         while True:
@@ -74,8 +85,7 @@ async def run_ours(
             if stored >= workload.final_windows:
                 result = RunResult(workload.readings, now - first)
                 break
-            if process.poll() is not None:
-                raise RuntimeError(f"worker exited with {process.returncode}:\n{tail(log_path)}")
+            _check_alive(processes, logs)
             if now - first >= time_limit:
                 # Rated on the share of the windows it stored (they grow with the readings).
                 done = workload.readings * stored / max(workload.final_windows, 1)
@@ -87,9 +97,17 @@ async def run_ours(
                     f"  ours: {stored:,} of {workload.final_windows:,} windows stored "
                     f"in {now - first:.0f} s"
                 )
-        peak = peak_rss_mb(process.pid)
+        peaks = [peak_rss_mb(process.pid) for process in processes]
+        peak = sum(p for p in peaks if p is not None) if None not in peaks else None
     finally:
         await connection.close()
-        stop(process)
+        for process in processes:
+            stop(process)
         await servers.drop_database(dsn)
     return result, peak
+
+
+def _check_alive(processes: list[subprocess.Popen[bytes]], logs: list[Path]) -> None:
+    for process, log_path in zip(processes, logs, strict=True):
+        if process.poll() is not None:
+            raise RuntimeError(f"worker exited with {process.returncode}:\n{tail(log_path)}")

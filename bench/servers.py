@@ -91,9 +91,13 @@ async def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
         await admin.close()
 
 
-async def load_topic(bootstrap: str, topic: str, messages: Sequence[tuple[bytes, bytes]]) -> None:
-    """Write ``messages`` (key, value) to partition 0 of ``topic``, in order."""
-    await create_topic(bootstrap, topic)
+async def load_topic(
+    bootstrap: str, topic: str, messages: Sequence[tuple[bytes, bytes]], partitions: int = 1
+) -> None:
+    """Write ``messages`` (key, value) to ``topic``, in order: to its one partition, or with
+    several to the partition of each key (Kafka's default partitioner, as producers do)."""
+    await create_topic(bootstrap, topic, partitions)
+    partition = 0 if partitions == 1 else None
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", max_batch_size=1 << 20, linger_ms=5
     )
@@ -101,7 +105,7 @@ async def load_topic(bootstrap: str, topic: str, messages: Sequence[tuple[bytes,
     try:
         inflight: list[asyncio.Future[object]] = []
         for key, value in messages:
-            inflight.append(await producer.send(topic, value, key=key, partition=0))
+            inflight.append(await producer.send(topic, value, key=key, partition=partition))
             if len(inflight) >= 20_000:
                 await asyncio.gather(*inflight)
                 inflight = []

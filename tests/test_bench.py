@@ -25,7 +25,8 @@ def test_bench_runs_and_ends_with_the_json_summary() -> None:
             "--readings=2000",
             "--devices=20",
             "--runs=1",
-            "--only=ours,aiokafka_raw",
+            "--only=ours,ours_one_worker,aiokafka_raw",
+            "--workers=2",
             "--memory-devices=20",
             "--mature-readings=30",
             "--time-limit=60",
@@ -45,13 +46,17 @@ def test_bench_runs_and_ends_with_the_json_summary() -> None:
         "state_bytes_per_device",
         "state_bytes_per_mature_device",
         "readings",
+        "workers",
+        "ours_one_worker",
     }
     assert summary["readings"] == 2000
+    assert summary["workers"] == 2  # ours: two worker processes on two partitions
     for form in ("single", "batched"):
         assert set(summary[form]) == PEERS
         assert summary[form]["ours"] > 0
         assert summary[form]["aiokafka_raw"] > 0
         assert summary[form]["quixstreams"] is None  # not asked for
+        assert summary["ours_one_worker"][form] > 0
     assert summary["peak_rss_mb"] > 0
     assert summary["state_bytes_per_device"] > 0
     # device state + baseline: a device with 30 readings carries more than one with 4
