@@ -1,7 +1,7 @@
 """``energy-processing run``: the whole service on one machine with one command.
 
 Embedded servers start only where no URL is configured (Kafka, PostgreSQL, InfluxDB via
-VictoriaMetrics). Then topics and migrations, then a worker and the API as child processes,
+VictoriaMetrics). Then topics and migrations, then ``WORKERS`` workers and the API as child processes,
 then the demo feed in this process. SIGINT/SIGTERM, or any component dying, stops
 everything in reverse order of start; no process is left behind.
 """
@@ -53,6 +53,7 @@ class Child:
 
     name: str
     process: subprocess.Popen[bytes]
+    command: str = ""  # the service command it runs (several workers share one)
 
     def exit_code(self) -> int | None:
         return self.process.poll()
@@ -149,7 +150,12 @@ class Runner:
         for key in ("INFLUXDB_URL", "INFLUXDB_TOKEN", "INFLUXDB_ORG", "INFLUXDB_BUCKET"):
             env.pop(key, None)
         env.update(influx)
-        self._spawn("worker", env)
+        if settings.workers == 1:
+            self._spawn("worker", env)
+        else:  # one consumer group: they split the partitions; a Faust data folder each
+            for number in range(1, settings.workers + 1):
+                data_dir = str(settings.data_dir / f"worker-{number}")
+                self._spawn("worker", {**env, "DATA_DIR": data_dir}, f"worker-{number}")
         self._spawn("api", self._api_env(env))
         if settings.demo:
             from service.demo import run_demo
@@ -236,17 +242,17 @@ class Runner:
         log.info("API authentication is on: JWT bearer tokens checked with %s", key)
         return env
 
-    def _spawn(self, command: str, env: dict[str, str]) -> None:
+    def _spawn(self, command: str, env: dict[str, str], name: str | None = None) -> None:
         process = subprocess.Popen(
             self.command_for(command),
             env=env,
             stdin=subprocess.DEVNULL,
             process_group=0,
         )
-        child = Child(command, process)
+        child = Child(name or command, process, command)
         self._children.append(child)
-        self._stops.append((command, lambda: self._stop_child(child)))
-        log.info("%s: started (pid %d)", command, process.pid)
+        self._stops.append((child.name, lambda: self._stop_child(child)))
+        log.info("%s: started (pid %d)", child.name, process.pid)
 
     # -- supervise -------------------------------------------------------------------
     async def supervise(self) -> None:
@@ -289,7 +295,7 @@ class Runner:
                 log.debug("%s stopped", name)
 
     async def _stop_child(self, child: Child) -> None:
-        timeout = CHILD_STOP_TIMEOUT.get(child.name, 10.0)
+        timeout = CHILD_STOP_TIMEOUT.get(child.command or child.name, 10.0)
         if child.exit_code() is None:
             child.signal(signal.SIGTERM)
             if not await self._wait_child(child, timeout):

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
 
     # Processes.
     app_id: str = "energy-processing"
+    # Worker processes that `energy-processing run` starts (one per core for throughput);
+    # they split the readings partitions, so at most TOPIC_PARTITIONS of them.
+    workers: int = Field(default=1, ge=1, le=1024)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8002, ge=1, le=65535)
     worker_web_port: int = Field(default=6066, ge=1, le=65535)
@@ -182,6 +185,15 @@ class Settings(BaseSettings):
     def _one_tariff_source(self) -> Settings:
         if self.tariff is not None and self.tariff_file is not None:
             raise ValueError("set TARIFF or TARIFF_FILE, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _workers_have_partitions(self) -> Settings:
+        if self.workers > self.topic_partitions:
+            raise ValueError(
+                f"WORKERS={self.workers} needs TOPIC_PARTITIONS of at least {self.workers}"
+                f" (it is {self.topic_partitions}): a worker without a partition idles"
+            )
         return self
 
     @model_validator(mode="after")

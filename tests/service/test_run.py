@@ -108,7 +108,8 @@ def _read_until(process: subprocess.Popen[str], pattern: str, timeout: float = 3
 
 
 def _child_pids(output: str) -> dict[str, int]:
-    return {m[0]: int(m[1]) for m in re.findall(r"(worker|api): started \(pid (\d+)\)", output)}
+    pattern = r"(worker(?:-\d+)?|api): started \(pid (\d+)\)"
+    return {m[0]: int(m[1]) for m in re.findall(pattern, output)}
 
 
 def _gone(pid: int) -> bool:
@@ -135,6 +136,39 @@ def test_sigterm_stops_everything(tmp_path: Path) -> None:
     assert not port_accepts("127.0.0.1", ports["api"])
     stop_order = re.findall(r"(demo stopped|api stopped|worker stopped|embedded broker)", rest)
     assert stop_order[:3] == ["demo stopped", "api stopped", "worker stopped"], rest
+
+
+def test_workers_start_as_many_worker_processes_with_a_data_folder_each(tmp_path: Path) -> None:
+    record = "import os, pathlib, time\n" + (
+        "pathlib.Path(os.environ['DATA_DIR']).mkdir(parents=True)\n"
+        "(pathlib.Path(os.environ['DATA_DIR']) / 'pid').write_text(str(os.getpid()))\n"
+        "time.sleep(600)\n"
+    )
+    process, _ = _start(tmp_path, record, WORKERS="3", TOPIC_PARTITIONS="4", DEMO="0")
+    output = _read_until(process, r"ready: API on http://127\.0\.0\.1:\d+")
+    children = _child_pids(output)
+    assert set(children) == {"worker-1", "worker-2", "worker-3", "api"}, output
+    for number in (1, 2, 3):
+        pid_file = tmp_path / "data" / f"worker-{number}" / "pid"
+        deadline = time.monotonic() + 10
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert int(pid_file.read_text()) == children[f"worker-{number}"]
+
+    process.send_signal(signal.SIGTERM)
+    rest, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output + rest
+    assert all(_gone(pid) for pid in children.values())
+    stopped = re.findall(r"(worker-\d) stopped", rest)
+    assert stopped == ["worker-3", "worker-2", "worker-1"], rest
+
+
+def test_more_workers_than_partitions_is_a_configuration_error(tmp_path: Path) -> None:
+    process, _ = _start(tmp_path, "pass", WORKERS="2", DEMO="0")
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode != 0, output
+    assert "WORKERS=2 needs TOPIC_PARTITIONS of at least 2 (it is 1)" in output
+    assert "started (pid" not in output
 
 
 def test_a_dying_child_stops_everything_with_exit_1(tmp_path: Path) -> None:

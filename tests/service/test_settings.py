@@ -33,6 +33,7 @@ TARIFF = {
         ("MAX_POWER_W", "inf"),
         ("DEMO", "maybe"),
         ("TOPIC_PARTITIONS", "0"),
+        ("WORKERS", "0"),
     ],
 )
 def test_bad_value_names_the_variable(
@@ -135,3 +136,12 @@ def test_tariff_and_tariff_file_together_is_an_error(
     clean_env.setenv("TARIFF", json.dumps(TARIFF))
     with pytest.raises(ConfigurationError, match="TARIFF"):
         load_settings()
+
+
+def test_workers_need_as_many_partitions(clean_env: pytest.MonkeyPatch) -> None:
+    assert load_settings().workers == 1
+    clean_env.setenv("WORKERS", "3")
+    with pytest.raises(ConfigurationError, match="WORKERS=3 needs TOPIC_PARTITIONS of at least 3"):
+        load_settings()
+    clean_env.setenv("TOPIC_PARTITIONS", "3")
+    assert load_settings().workers == 3
