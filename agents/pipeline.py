@@ -438,7 +438,7 @@ class ReadingPipeline(ContiguousOffsets):
                 windows.append(emission.to_model(currency))
                 continue
             result = window.result
-            model = emission.to_model(currency, result.score, result.is_anomaly, window.fields)
+            model = emission.to_model(currency, result.score, result.is_anomaly)
             windows.append(model)
             if result.is_anomaly:
                 anomalies.append((model.device_id, anomaly_record(model, window)))

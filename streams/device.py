@@ -121,17 +121,37 @@ class Emission:
         currency: str,
         anomaly_score: float | None = None,
         is_anomaly: bool | None = None,
-        fields: dict[str, Any] | None = None,
     ) -> WindowAggregate:
-        """``fields``: this emission's ``fields()`` when already computed (not modified)."""
-        values = dict(fields) if fields is not None else self.fields()
-        values["window_start"] = _bound(values["window_start"])
-        values["window_end"] = _bound(values["window_end"])
-        for name in ("first_ts", "last_ts"):
-            if values[name] is not None:
-                values[name] = us_to_datetime(values[name])
-        return WindowAggregate(
-            currency=currency, anomaly_score=anomaly_score, is_anomaly=is_anomaly, **values
+        """The emitted window as a model (the values of ``fields()``, with datetimes)."""
+        acc = self.acc
+        pcount = acc.pcount
+        pmin = acc.pmin
+        pmax = acc.pmax
+        first = acc.first
+        last = acc.last
+        # Built in the model's field order, with the types its validation would give.
+        return WindowAggregate.trusted(
+            {
+                "device_id": self.device_id,
+                "period": self.period,
+                "window_start": _bound(self.window_start),
+                "window_end": _bound(self.window_end),
+                "reading_count": acc.count,
+                "power_reading_count": pcount,
+                "power_mean_w": float(acc.psum / pcount) if pcount else None,
+                "power_min_w": None if pmin is None else float(pmin),
+                "power_max_w": None if pmax is None else float(pmax),
+                "energy_kwh": float(acc.energy),
+                "cost": self.cost,
+                "currency": currency,
+                "coverage": acc.covered / (self.window_end - self.window_start),
+                "covered_seconds": acc.covered / US_PER_S,
+                "first_ts": None if first is None else us_to_datetime(first),
+                "last_ts": None if last is None else us_to_datetime(last),
+                "anomaly_score": None if anomaly_score is None else float(anomaly_score),
+                "is_anomaly": None if is_anomaly is None else bool(is_anomaly),
+                "revision": self.revision,
+            }
         )
 
     def fields(self) -> dict[str, Any]:
