@@ -14,6 +14,7 @@ import orjson
 
 from agents.pipeline import Message, ReadingPipeline, dlq_value
 from agents.produce import KeyedRecord, PlacedRecord, send_keyed, send_placed
+from agents.runtime import tune_gc
 from agents.scoring import BaselineStore, PartitionScorers
 from models.metrics import WindowAggregate
 from service.endpoints import database_dsn
@@ -329,6 +330,7 @@ class WorkerResources:
             state_interval=settings.state_interval,
         )
         self.started = True
+        tune_gc()
         logger.info(
             "worker ready",
             extra={"worker_id": self.worker_id, "sinks": [s.name for s in self.sinks]},

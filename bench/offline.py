@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from agents.pipeline import Message, ReadingPipeline
+from agents.runtime import tune_gc
 from agents.scoring import BaselineStore, PartitionScorers
 from bench.workload import generate
 from models.metrics import WindowAggregate
@@ -103,6 +104,7 @@ def main() -> None:
         for start in range(0, len(messages), args.batch):
             await pipeline.handle(messages[start : start + args.batch])
 
+    tune_gc()  # as the worker does when it starts
     began = time.perf_counter()
     profiler = cProfile.Profile() if args.profile else None
     if profiler is not None:
