@@ -287,8 +287,14 @@ class Engine:
             if end > hi:
                 break
             start = end
+        calendar = self.calendar
+        if calendar.day(lo)[1] > watermark:
+            # Usually so: then no day, week or month holding an instant of [lo, hi] has
+            # ended (they end no earlier than the day holding lo; weeks and months are
+            # whole days).
+            return
         for period in _LOCAL:
-            for start, end in self.calendar.windows_overlapping(period, lo, hi):
+            for start, end in calendar.windows_overlapping(period, lo, hi):
                 if end <= watermark:
                     candidates.add((period, start, end))
 

@@ -35,6 +35,9 @@ class Calendar:
         # local date -> (start, end) of its ISO week and of its month
         self._week: dict[date, tuple[int, int]] = {}
         self._month: dict[date, tuple[int, int]] = {}
+        # first instant of a day window -> the week and the month holding that day
+        self._week_of_day: dict[int, tuple[int, int]] = {}
+        self._month_of_day: dict[int, tuple[int, int]] = {}
         # per period: instant -> window(period, instant), for instants that recur (window
         # bounds: the walk of windows_overlapping, the keys of frozen and emitted windows)
         self._at: tuple[dict[int, tuple[int, int]], ...] = ({}, {}, {}, {})
@@ -71,26 +74,37 @@ class Calendar:
         return window
 
     def week(self, ts: int) -> tuple[int, int]:
-        local = datetime.fromtimestamp(ts // US_PER_S, self.zone).date()
-        window = self._week.get(local)
+        # Weeks and months are whole day windows: the one holding ts is the one holding
+        # the first instant of ts's day window (memoised per day).
+        start = self.day(ts)[0]
+        window = self._week_of_day.get(start)
         if window is None:
-            monday = local - timedelta(days=local.weekday())
-            window = (self.midnight(monday), self.midnight(monday + timedelta(days=7)))
-            self._week[local] = window
-        while ts >= window[1]:
-            window = self._following(WEEK, window)
+            window = self._week_of_day[start] = self._local_window(WEEK, start)
         return window
 
     def month(self, ts: int) -> tuple[int, int]:
-        local = datetime.fromtimestamp(ts // US_PER_S, self.zone).date()
-        window = self._month.get(local)
+        start = self.day(ts)[0]
+        window = self._month_of_day.get(start)
         if window is None:
-            first = local.replace(day=1)
-            following = date(first.year + (first.month == 12), first.month % 12 + 1, 1)
+            window = self._month_of_day[start] = self._local_window(MONTH, start)
+        return window
+
+    def _local_window(self, period: int, ts: int) -> tuple[int, int]:
+        """The week or month holding ``ts``, from its local date."""
+        local = datetime.fromtimestamp(ts // US_PER_S, self.zone).date()
+        cache = self._week if period == WEEK else self._month
+        window = cache.get(local)
+        if window is None:
+            if period == WEEK:
+                first = local - timedelta(days=local.weekday())
+                following = first + timedelta(days=7)
+            else:
+                first = local.replace(day=1)
+                following = date(first.year + (first.month == 12), first.month % 12 + 1, 1)
             window = (self.midnight(first), self.midnight(following))
-            self._month[local] = window
+            cache[local] = window
         while ts >= window[1]:
-            window = self._following(MONTH, window)
+            window = self._following(period, window)
         return window
 
     def _following(self, period: int, window: tuple[int, int]) -> tuple[int, int]:
