@@ -3,7 +3,7 @@
 ``python -m bench.offline {single,batched} READINGS [--devices N] [--profile]`` runs the
 benchmark's workload through the real ``ReadingPipeline`` with anomaly scoring, and outputs
 that do the worker's serialization (window JSON, PostgreSQL columns, changelog states and
-baselines) but no I/O. It prints readings per second, and with ``--profile`` the top of a
+baselines) but no I/O; states are checkpointed every ``STATE_INTERVAL`` as in the worker. It prints readings per second, and with ``--profile`` the top of a
 cProfile. The real worker adds Kafka, PostgreSQL and Faust's consumer on top of this.
 """
 
@@ -98,11 +98,18 @@ def main() -> None:
         partitions=1,
         currency=settings.effective_tariff.currency,
         scoring=scoring,
+        state_interval=settings.state_interval,
     )
 
     async def run() -> None:
+        # As the worker: each batch stored while the next folds, states at checkpoints.
+        stored = None
         for start in range(0, len(messages), args.batch):
-            await pipeline.handle(messages[start : start + args.batch])
+            _, stored = await pipeline.submit(messages[start : start + args.batch])
+        await pipeline.checkpoint_states(force=True)
+        await pipeline.drain()
+        if stored is not None:
+            await stored
 
     tune_gc()  # as the worker does when it starts
     began = time.perf_counter()
