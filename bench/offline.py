@@ -2,7 +2,7 @@
 
 ``python -m bench.offline {single,batched} READINGS [--devices N] [--profile]`` runs the
 benchmark's workload through the real ``ReadingPipeline`` with anomaly scoring, and outputs
-that do the worker's serialization (window JSON, PostgreSQL columns, changelog states and
+that do the worker's serialization (window JSON, the PostgreSQL batch, changelog states and
 baselines) but no I/O; states are checkpointed every ``STATE_INTERVAL`` as in the worker. It prints readings per second, and with ``--profile`` the top of a
 cProfile. The real worker adds Kafka, PostgreSQL and Faust's consumer on top of this.
 """
@@ -23,7 +23,7 @@ from agents.scoring import BaselineStore, PartitionScorers
 from bench.workload import generate
 from models.metrics import WindowAggregate
 from service.settings import Settings
-from storage.postgres import metric_columns
+from storage.postgres import metrics_json
 from streams.anomaly import anomaly_config_from_settings
 from streams.config import config_from_settings
 from streams.processor import StreamProcessor
@@ -52,7 +52,7 @@ class SerializingOutputs:
     async def publish(self, windows: Sequence[WindowAggregate]) -> None:
         for window in windows:
             window.json_bytes()
-        metric_columns(windows)
+        metrics_json(windows)
         self.windows += len(windows)
 
     async def publish_anomalies(self, items: Sequence[tuple[str, bytes]]) -> None:
