@@ -32,9 +32,6 @@ class Calendar:
         # hour bucket -> (start, end) of the local day holding the bucket's first instant
         self._day_by_hour: dict[int, tuple[int, int]] = {}
         self._midnight: dict[date, int] = {}
-        # local date -> (start, end) of its ISO week and of its month
-        self._week: dict[date, tuple[int, int]] = {}
-        self._month: dict[date, tuple[int, int]] = {}
         # first instant of a day window -> the week and the month holding that day
         self._week_of_day: dict[int, tuple[int, int]] = {}
         self._month_of_day: dict[int, tuple[int, int]] = {}
@@ -91,18 +88,8 @@ class Calendar:
 
     def _local_window(self, period: int, ts: int) -> tuple[int, int]:
         """The week or month holding ``ts``, from its local date."""
-        local = datetime.fromtimestamp(ts // US_PER_S, self.zone).date()
-        cache = self._week if period == WEEK else self._month
-        window = cache.get(local)
-        if window is None:
-            if period == WEEK:
-                first = local - timedelta(days=local.weekday())
-                following = first + timedelta(days=7)
-            else:
-                first = local.replace(day=1)
-                following = date(first.year + (first.month == 12), first.month % 12 + 1, 1)
-            window = (self.midnight(first), self.midnight(following))
-            cache[local] = window
+        first, following = _local_span(period, self.local_date(ts))
+        window = (self.midnight(first), self.midnight(following))
         while ts >= window[1]:
             window = self._following(period, window)
         return window
@@ -118,12 +105,7 @@ class Calendar:
         local = self.local_date(window[1])
         if period == DAY:
             return window[1], self.midnight(local + timedelta(days=1))
-        if period == WEEK:
-            monday = local - timedelta(days=local.weekday())
-            return window[1], self.midnight(monday + timedelta(days=7))
-        first = local.replace(day=1)
-        following = date(first.year + (first.month == 12), first.month % 12 + 1, 1)
-        return window[1], self.midnight(following)
+        return window[1], self.midnight(_local_span(period, local)[1])
 
     def window(self, period: int, ts: int) -> tuple[int, int]:
         if period == HOUR:
@@ -165,3 +147,12 @@ class Calendar:
                 result.append(window)
                 end = window[1]
         return result
+
+
+def _local_span(period: int, local: date) -> tuple[date, date]:
+    """(first date, first date after) of the ISO week or the month holding ``local``."""
+    if period == WEEK:
+        monday = local - timedelta(days=local.weekday())
+        return monday, monday + timedelta(days=7)
+    first = local.replace(day=1)
+    return first, date(first.year + (first.month == 12), first.month % 12 + 1, 1)
