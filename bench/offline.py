@@ -4,7 +4,8 @@
 benchmark's workload through the real ``ReadingPipeline`` with anomaly scoring, and outputs
 that do the worker's serialization (window JSON, the PostgreSQL batch, changelog states and
 baselines) but no I/O; states are checkpointed every ``STATE_INTERVAL`` as in the worker. It
-prints readings per second, and with ``--profile`` the top of a cProfile. The real worker adds Kafka, PostgreSQL and Faust's consumer on top of this.
+prints readings per second, and with ``--profile`` the top of a cProfile. The real worker
+adds Kafka, PostgreSQL and Faust's consumer on top of this.
 """
 
 from __future__ import annotations

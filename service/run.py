@@ -1,8 +1,8 @@
 """``energy-processing run``: the whole service on one machine with one command.
 
 Embedded servers start only where no URL is configured (Kafka, PostgreSQL, InfluxDB via
-VictoriaMetrics). Then topics and migrations, then ``WORKERS`` workers and the API as child processes,
-then the demo feed in this process. SIGINT/SIGTERM, or any component dying, stops
+VictoriaMetrics). Then topics and migrations, then ``WORKERS`` workers and the API as child
+processes, then the demo feed in this process. SIGINT/SIGTERM, or any component dying, stops
 everything in reverse order of start; no process is left behind.
 """
 
@@ -53,7 +53,7 @@ class Child:
 
     name: str
     process: subprocess.Popen[bytes]
-    command: str = ""  # the service command it runs (several workers share one)
+    command: str  # the service command it runs (several workers share one)
 
     def exit_code(self) -> int | None:
         return self.process.poll()
@@ -295,7 +295,7 @@ class Runner:
                 log.debug("%s stopped", name)
 
     async def _stop_child(self, child: Child) -> None:
-        timeout = CHILD_STOP_TIMEOUT.get(child.command or child.name, 10.0)
+        timeout = CHILD_STOP_TIMEOUT.get(child.command, 10.0)
         if child.exit_code() is None:
             child.signal(signal.SIGTERM)
             if not await self._wait_child(child, timeout):
