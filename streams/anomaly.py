@@ -42,7 +42,7 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, Protocol
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -50,6 +50,8 @@ from river import anomaly as river_anomaly
 from river import stats as river_stats
 
 from streams.anomaly_baseline import BaselineParams, DeviceBaseline
+from streams.anomaly_batch import rate as day_rate
+from streams.anomaly_batch import score_batch
 from streams.anomaly_features import (
     add_time,
     day_explained,
@@ -111,10 +113,56 @@ def anomaly_config_from_settings(settings: object, **overrides: Any) -> AnomalyC
     return AnomalyConfig(**values)
 
 
-class AnomalyScore(NamedTuple):
-    score: float  # in [0, 1]; higher is more unusual
-    is_anomaly: bool
-    features: dict[str, float]  # what the score was computed from (z-scores, expectation)
+class Explanations(Protocol):
+    """Where a batch's explanations come from, built when first asked for."""
+
+    def explain(self, at: int) -> dict[str, float]: ...
+
+
+class AnomalyScore:
+    """A window's score (in [0, 1]; higher is more unusual), its flag, and ``features``: what
+    the score was computed from (z-scores, expectation), given or built on first use from
+    ``source`` (most windows' are never read: only flagged ones are published)."""
+
+    __slots__ = ("_at", "_features", "_source", "is_anomaly", "score")
+
+    def __init__(
+        self,
+        score: float,
+        is_anomaly: bool,
+        features: dict[str, float] | None = None,
+        source: Explanations | None = None,
+        at: int = 0,
+    ) -> None:
+        self.score = score
+        self.is_anomaly = is_anomaly
+        self._features = features
+        self._source = source
+        self._at = at
+
+    @property
+    def features(self) -> dict[str, float]:
+        if self._features is None:
+            self._features = {} if self._source is None else self._source.explain(self._at)
+            self._source = None
+        return self._features
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AnomalyScore):
+            return NotImplemented
+        return (self.score, self.is_anomaly, self.features) == (
+            other.score,
+            other.is_anomaly,
+            other.features,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"AnomalyScore(score={self.score!r}, is_anomaly={self.is_anomaly!r}, "
+            f"features={self.features!r})"
+        )
 
 
 @dataclass
@@ -201,10 +249,18 @@ class AnomalyDetector:
         stream emits on its own is; an idle flush can emit one that is still open). An open
         window is scored against the current state but neither learned nor flagged.
         """
-        return self.score_many([(window, final)])[0]
+        return self._score_each([(window, final)])[0]
 
     def score_many(self, windows: Sequence[tuple[Mapping[str, Any], bool]]) -> list[AnomalyScore]:
-        """``score`` for each (window, final) in order, with the same results, faster.
+        """``score`` for each (window, final) in order, with the same results, faster: the
+        baselines of many devices at once, then the Half-Space Trees of each period over
+        all its windows, then the flags in order (``streams.anomaly_batch``)."""
+        return score_batch(self, windows)
+
+    def _score_each(self, windows: Sequence[tuple[Mapping[str, Any], bool]]) -> list[AnomalyScore]:
+        """``score`` of each window in order, a window at a time through its baseline
+        (``DeviceBaseline.score_hour``): for single windows, and the reference that
+        ``score_many`` must equal (tests/anomaly/test_hour_columns.py).
 
         Three passes: features in order (a device's baseline learns from its earlier
         windows), then the Half-Space Trees of each period over all its windows at once
@@ -339,7 +395,7 @@ class AnomalyDetector:
         baseline = self._baseline(device_id)
         _, weekday, ordinal = self._local(start)
         weekend = int(weekday >= 5)
-        rate = _rate(window, 24.0)
+        rate = day_rate(window, 24.0)
         feats = baseline.day_features(
             config.baseline, weekday, weekend, rate, ordinal, window.get("power_max_w")
         )
@@ -456,12 +512,3 @@ class AnomalyDetector:
                 self.load_baseline(device_id, baseline)
             else:
                 self.load_baseline(device_id, base64.b64decode(baseline, validate=True))
-
-
-def _rate(window: Mapping[str, Any], hours: float) -> float:
-    """Energy per ``hours`` of the window, scaled up for time no interval covered (a gap or
-    a window still open is judged by what it holds, not penalised for what it lacks)."""
-    length_h = float(window["window_end"] - window["window_start"]) / _US_PER_HOUR
-    coverage = float(window.get("coverage") or 0.0)
-    energy = float(window.get("energy_kwh") or 0.0)
-    return max(0.0, energy) / max(coverage, 0.1) / length_h * hours

@@ -24,7 +24,7 @@ from typing import Final
 from streams.anomaly_baseline_codec import BASELINE_VERSION, BaselineFields, decode, encode
 from streams.anomaly_features import DayFeatures, HourFeatures
 
-__all__ = ["BASELINE_VERSION", "BaselineParams", "DeviceBaseline"]
+__all__ = ["BASELINE_VERSION", "BaselineLayout", "BaselineParams", "DeviceBaseline", "layout"]
 
 _log = math.log
 _exp = math.exp
@@ -84,6 +84,12 @@ class BaselineParams:
     drift_hour: float = 1 / 12  # weight of a new hour in the running mean of hour z
     recent_hour: float = 1 / 3  # ... in the short running mean
     drift_day: float = 1 / 4
+
+    def __post_init__(self) -> None:
+        # they divide: a zero would make one window's arithmetic fail
+        for name in ("week_prior", "prior_weight", "floor_sd"):
+            if not getattr(self, name) > 0.0:
+                raise ValueError(f"{name} must be positive")
 
 
 def _ewma_rate(count: int, floor: float) -> float:
@@ -607,3 +613,37 @@ def _learn_slot(
         f[mean_at] = f[mean_at] + _ewma_rate(count, p.daytype_rate) * residual
         f[var_at] = f[var_at] + _ewma_rate(hours, 0.01) * (residual * residual - f[var_at])
     _bump(n, count_at)
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineLayout:
+    """Where each value sits in ``DeviceBaseline.floats`` and ``counts`` (for code that
+    works on many baselines at once, streams/anomaly_hours.py)."""
+
+    floats: int = _FLOATS
+    counts: int = _COUNTS
+    DT_EM: int = _DT_EM
+    DT_EV: int = _DT_EV
+    DT_PM: int = _DT_PM
+    DT_FM: int = _DT_FM
+    P_V: int = _P_V
+    F_V: int = _F_V
+    LEVEL: int = _LEVEL
+    DRIFT_H: int = _DRIFT_H
+    DACC_SUM: int = _DACC_SUM
+    DACC_MAX: int = _DACC_MAX
+    RECENT_H: int = _RECENT_H
+    DACC_RUN: int = _DACC_RUN
+    TOP_M: int = _TOP_M
+    TOP_V: int = _TOP_V
+    DT_N: int = _DT_N
+    DT_PN: int = _DT_PN
+    DT_FN: int = _DT_FN
+    LEVEL_N: int = _LEVEL_N
+    DACC_N: int = _DACC_N
+    TOP_N: int = _TOP_N
+
+
+def layout() -> BaselineLayout:
+    """The layout of the arrays (``_HOW_M`` and ``_HOW_N`` are 0: a week slot is its index)."""
+    return BaselineLayout()

@@ -121,7 +121,40 @@ class ArrayHalfSpaceTrees:
         else:
             rows = [[sample[name] for name in names] for sample in rest]
         matrix = np.array(rows, dtype=np.float64)
-        flags = np.asarray(learn[start:], dtype=bool)
+        return self._process(matrix, np.asarray(learn, dtype=bool), start, scores)
+
+    def process_matrix(
+        self, columns: Sequence[str], matrix: npt.NDArray[np.float64], learn: Sequence[bool]
+    ) -> npt.NDArray[np.float64]:
+        """``process`` of samples given as the rows of ``matrix`` (features ``columns``, in
+        the order a sample's dict would list them: river builds its trees from the first
+        learned sample's keys)."""
+        scores = np.zeros(len(matrix), dtype=np.float64)
+        flags = np.asarray(learn, dtype=bool)
+        start = 0
+        if not self.ready:
+            chosen = np.flatnonzero(flags)
+            if not len(chosen):
+                return scores
+            first = int(chosen[0])
+            self.hst.learn_one(dict(zip(columns, matrix[first].tolist(), strict=True)))
+            self._take_trees()
+            start = first + 1
+        if start >= len(matrix):
+            return scores
+        at = {name: k for k, name in enumerate(columns)}
+        picked = matrix[start:, [at[name] for name in self.names]]
+        return self._process(picked, flags, start, scores)
+
+    def _process(
+        self,
+        matrix: npt.NDArray[np.float64],
+        learn: npt.NDArray[np.bool_],
+        start: int,
+        scores: npt.NDArray[np.float64],
+    ) -> npt.NDArray[np.float64]:
+        """Samples ``start:`` (``matrix``, columns in ``self.names`` order) with trees."""
+        flags = learn[start:]
         position = 0
         while position < len(matrix):
             # The segment ends with the sample whose learning completes the window.
