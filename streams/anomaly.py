@@ -57,6 +57,7 @@ from streams.anomaly_features import (
     day_explained,
     day_inputs,
 )
+from streams.device import Emission
 from streams.hst import ArrayHalfSpaceTrees
 
 logger = logging.getLogger(__name__)
@@ -251,8 +252,11 @@ class AnomalyDetector:
         """
         return self._score_each([(window, final)])[0]
 
-    def score_many(self, windows: Sequence[tuple[Mapping[str, Any], bool]]) -> list[AnomalyScore]:
-        """``score`` for each (window, final) in order, with the same results, faster: the
+    def score_many(
+        self, windows: Sequence[tuple[Mapping[str, Any] | Emission, bool]]
+    ) -> list[AnomalyScore]:
+        """``score`` for each (window, final) in order, with the same results, faster (a
+        window may also be the Emission whose ``fields()`` it would be): the
         baselines of many devices at once, then the Half-Space Trees of each period over
         all its windows, then the flags in order (``streams.anomaly_batch``)."""
         return score_batch(self, windows)

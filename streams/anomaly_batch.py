@@ -22,6 +22,7 @@ import numpy as np
 from streams.anomaly_baseline import DeviceBaseline
 from streams.anomaly_features import add_time, day_explained, day_inputs
 from streams.anomaly_hours import HOUR_INPUTS, BaselineMatrix, HourExplanations, HourStep
+from streams.device import Emission
 
 if TYPE_CHECKING:
     from streams.anomaly import AnomalyDetector, AnomalyScore
@@ -67,9 +68,10 @@ class _Hours:
 
 
 def score_batch(
-    detector: AnomalyDetector, windows: Sequence[tuple[Mapping[str, Any], bool]]
+    detector: AnomalyDetector, windows: Sequence[tuple[Mapping[str, Any] | Emission, bool]]
 ) -> list[AnomalyScore]:
-    """``score`` of each (window, final) in order, with the same results; see module doc."""
+    """``score`` of each (window, final) in order, with the same results; see module doc.
+    A window is an ``Emission.fields()`` mapping, or the Emission itself."""
     from streams.anomaly import AnomalyScore
 
     config = detector.config
@@ -91,11 +93,10 @@ def score_batch(
     hour_learned = hour_model.learned
     day_learned = day_model.learned
     for index, (window, final) in enumerate(windows):
-        period = window["period"]
+        values = _of_emission(window) if isinstance(window, Emission) else _of_mapping(window)
+        period, device_id, start = values[0], values[1], values[2]
         if period != "hour" and period != "day":
             raise ValueError(f"only hour and day windows are scored, not {period!r}")
-        device_id: str = window["device_id"]
-        start: int = window["window_start"]
         device = devices.get(device_id)
         if device is None:
             baseline = baselines.get(device_id)
@@ -115,7 +116,7 @@ def score_batch(
             if learn:
                 hour_learned += 1
                 device.last_hour = start
-            _hour_columns(hours, detector, window, index, device.row, rank, learn, time_features)
+            _hour_columns(hours, detector, values, index, device.row, rank, learn, time_features)
         else:
             last = device.last_day
             learn = final and (last is None or start > last)
@@ -192,10 +193,51 @@ def score_batch(
     return results
 
 
+Values = tuple[
+    str, str, int, int, Any, float, float | None, float | None, float | None, int
+]  # period, device_id, start, end, coverage, energy, power max, mean, min, count
+
+
+def _of_mapping(window: Mapping[str, Any]) -> Values:
+    get = window.get
+    return (
+        window["period"],
+        window["device_id"],
+        window["window_start"],
+        window["window_end"],
+        get("coverage") or 0.0,
+        float(get("energy_kwh") or 0.0),
+        get("power_max_w"),
+        get("power_mean_w"),
+        get("power_min_w"),
+        get("power_reading_count") or 0,
+    )
+
+
+def _of_emission(emission: Emission) -> Values:
+    """``_of_mapping(emission.fields())``, without the dict."""
+    acc = emission.acc
+    start = emission.window_start
+    end = emission.window_end
+    pcount = acc.pcount
+    return (
+        emission.period,
+        emission.device_id,
+        start,
+        end,
+        acc.covered / (end - start) or 0.0,
+        float(acc.energy or 0.0),
+        acc.pmax,
+        acc.psum / pcount if pcount else None,
+        acc.pmin,
+        pcount or 0,
+    )
+
+
 def _hour_columns(
     hours: _Hours,
     detector: AnomalyDetector,
-    window: Mapping[str, Any],
+    values: Values,
     position: int,
     row: int,
     rank: int,
@@ -203,23 +245,16 @@ def _hour_columns(
     time_features: bool,
 ) -> None:
     """Append one hour window's arguments of ``score_hour``."""
-    start: int = window["window_start"]
+    _, _, start, end, coverage, energy, power_max, power_mean, power_min, power_count = values
     local = detector._local_cache.get(start // _US_PER_HOUR)
     if local is None:
         local = detector._local(start)
     hour, weekday, ordinal = local
-    end: int = window["window_end"]
-    get = window.get
-    coverage = get("coverage") or 0.0
     length_h = float(end - start) / _US_PER_HOUR
     cover = float(coverage)
-    energy = float(get("energy_kwh") or 0.0)
     hours.rate.append(
         (energy if energy > 0.0 else 0.0) / (0.1 if cover < 0.1 else cover) / length_h * 1.0
     )
-    power_max: float | None = get("power_max_w")
-    power_mean: float | None = get("power_mean_w")
-    power_min: float | None = get("power_min_w")
     has_max = power_max is not None
     has_power = has_max and power_mean is not None
     hours.power_max.append(_NAN if power_max is None else power_max)
@@ -227,9 +262,7 @@ def _hour_columns(
     hours.has_power.append(has_power)
     hours.power_mean.append(_NAN if power_mean is None else power_mean)
     hours.power_min.append(_NAN if power_min is None else power_min)
-    hours.has_range.append(
-        has_power and (get("power_reading_count") or 0) >= 2 and power_min is not None
-    )
+    hours.has_range.append(has_power and power_count >= 2 and power_min is not None)
     hours.index.append(position)
     hours.row.append(row)
     hours.rank.append(rank)
@@ -247,7 +280,7 @@ def _hour_columns(
 
 def _baselines(
     detector: AnomalyDetector,
-    windows: Sequence[tuple[Mapping[str, Any], bool]],
+    windows: Sequence[tuple[Mapping[str, Any] | Emission, bool]],
     devices: dict[str, _Device],
     hours: _Hours,
     days: list[tuple[int, _Device, int, bool]],
@@ -309,7 +342,10 @@ def _baselines(
             baseline = device.baseline
             if matrix is not None:
                 matrix.store(device.row, baseline)
-            x, text = _day(detector, windows[position][0], baseline, learn)
+            window = windows[position][0]
+            if isinstance(window, Emission):
+                window = window.fields()
+            x, text = _day(detector, window, baseline, learn)
             if matrix is not None:
                 matrix.load(device.row, baseline)
             day_items[order] = x

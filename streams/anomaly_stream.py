@@ -36,9 +36,16 @@ _ID_TS_MSG = attrgetter("device_id", "ts", "msg")
 @dataclass(slots=True)
 class ScoredWindow:
     emission: Emission
-    fields: dict[str, Any]
     result: AnomalyScore
     final: bool
+    _fields: dict[str, Any] | None = None
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """``emission.fields()``, made when first asked for."""
+        if self._fields is None:
+            self._fields = self.emission.fields()
+        return self._fields
 
 
 def order_emissions(
@@ -148,24 +155,25 @@ def score_emissions(
     when the device's watermark (``max_ts - GRACE``) has passed its end; an open window
     (idle flush) is scored but not learned or flagged. Week and month windows are skipped.
     """
-    chosen: list[tuple[Emission, dict[str, Any], bool]] = []
+    chosen: list[tuple[Emission, bool]] = []
     for emission in emissions:
         if emission.period not in SCORED_PERIODS:
             continue
         state = states.get(emission.device_id)
         max_ts = state.max_ts if state is not None else None
         final = max_ts is not None and emission.window_end <= max_ts - grace_us
-        chosen.append((emission, emission.fields(), final))
+        chosen.append((emission, final))
     if timings is not None:  # per window, to time each (the evaluation's cost figures)
         results = []
-        for emission, fields, final in chosen:
+        for emission, final in chosen:
+            fields = emission.fields()
             began = time.perf_counter_ns()
             results.append(detector_for(emission.device_id).score(fields, final))
             timings.append(time.perf_counter_ns() - began)
     else:
         # One batch per detector (they are independent), in the given order within each.
         by_detector: dict[int, tuple[AnomalyDetector, list[int]]] = {}
-        for index, (emission, _, _) in enumerate(chosen):
+        for index, (emission, _) in enumerate(chosen):
             detector = detector_for(emission.device_id)
             group = by_detector.get(id(detector))
             if group is None:
@@ -173,17 +181,17 @@ def score_emissions(
             group[1].append(index)
         if len(by_detector) == 1:  # the usual case: no regrouping needed
             ((detector, _),) = by_detector.values()
-            results = detector.score_many([(fields, final) for _, fields, final in chosen])
+            results = detector.score_many(chosen)
         else:
             results_at: list[AnomalyScore | None] = [None] * len(chosen)
             for detector, indices in by_detector.values():
-                batch = detector.score_many([(chosen[i][1], chosen[i][2]) for i in indices])
+                batch = detector.score_many([chosen[i] for i in indices])
                 for index, result in zip(indices, batch, strict=True):
                     results_at[index] = result
             results = [r for r in results_at if r is not None]
     return [
-        ScoredWindow(emission, fields, result, final)
-        for (emission, fields, final), result in zip(chosen, results, strict=True)
+        ScoredWindow(emission, result, final)
+        for (emission, final), result in zip(chosen, results, strict=True)
     ]
 
 

@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 
+from eval.generator import Dataset
 from streams.anomaly import AnomalyConfig, AnomalyDetector, AnomalyScore, ModelParams
 from streams.anomaly_baseline import BaselineParams
+from streams.anomaly_stream import StreamScorer
+from streams.config import ProcessingConfig
 
 HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US
@@ -174,3 +177,25 @@ def test_baseline_parameters_that_divide_must_be_positive() -> None:
     for name in ("week_prior", "prior_weight", "floor_sd"):
         with pytest.raises(ValueError, match=name):
             BaselineParams(**{name: 0.0})
+
+
+def test_emissions_score_as_their_fields(small_dataset: Dataset) -> None:
+    """The stream hands the detector its Emission objects; they must score exactly as their
+    ``fields()`` dicts do one at a time (open windows at the end included)."""
+    config = AnomalyConfig(
+        hour_model=ModelParams(8, 5, 30), day_model=ModelParams(8, 4, 5), warmup_days=1.0
+    )
+    scorer = StreamScorer(ProcessingConfig(future_tolerance_s=1e12), config)
+    reference = AnomalyDetector(config)
+    lines = small_dataset.lines[:6000]
+    scored = 0
+    for start in range(0, len(lines), 700):
+        windows = scorer.process(lines[start : start + 700], 0, 0.0)
+        windows += scorer.finish() if start + 700 >= len(lines) else []
+        for window in windows:
+            want = reference.score(window.emission.fields(), window.final)
+            _same([want], [window.result])
+            assert window.fields == window.emission.fields()
+        scored += len(windows)
+    assert scored > 900
+    assert scorer.detector.dump() == reference.dump()
