@@ -16,7 +16,7 @@ from agents.pipeline import Message, ReadingPipeline, dlq_value
 from agents.produce import KeyedRecord, PlacedRecord, send_keyed, send_placed
 from agents.runtime import tune_gc
 from agents.scoring import BaselineStore, PartitionScorers
-from models.metrics import WindowAggregate
+from models.metrics import EncodedWindows, WindowAggregate, json_many
 from service.endpoints import database_dsn
 from service.settings import Settings
 from storage.base import DeviceSeen, SinkUnavailable
@@ -67,9 +67,13 @@ class FaustOutputs:
     async def publish(self, windows: Sequence[WindowAggregate]) -> None:
         producer = await self.r.output_producer()
         topic = self.r.metrics_topic.get_topic_name()
-        records = [(w.device_id.encode(), w.json_bytes(), None) for w in windows]
+        encoded = json_many(windows)
+        records = [
+            (w.device_id.encode(), data, None) for w, data in zip(windows, encoded, strict=True)
+        ]
+        batch = EncodedWindows(windows, encoded)
         await asyncio.gather(
-            send_keyed(producer, topic, records), *(sink.write(windows) for sink in self.r.sinks)
+            send_keyed(producer, topic, records), *(sink.write(batch) for sink in self.r.sinks)
         )
 
     async def publish_anomalies(self, items: Sequence[tuple[str, bytes]]) -> None:

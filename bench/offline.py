@@ -22,7 +22,7 @@ from agents.pipeline import Message, ReadingPipeline
 from agents.runtime import tune_gc
 from agents.scoring import BaselineStore, PartitionScorers
 from bench.workload import generate
-from models.metrics import WindowAggregate
+from models.metrics import WindowAggregate, json_many
 from service.settings import Settings
 from storage.postgres import metrics_json
 from streams.anomaly import anomaly_config_from_settings
@@ -51,9 +51,8 @@ class SerializingOutputs:
         return None
 
     async def publish(self, windows: Sequence[WindowAggregate]) -> None:
-        for window in windows:
-            window.json_bytes()
-        metrics_json(windows)
+        encoded = json_many(windows)
+        metrics_json(windows, encoded)
         self.windows += len(windows)
 
     async def publish_anomalies(self, items: Sequence[tuple[str, bytes]]) -> None:

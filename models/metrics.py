@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -54,7 +55,8 @@ class WindowAggregate(BaseModel):
         window = cls.__new__(cls)
         _set = object.__setattr__
         _set(window, "__dict__", values)
-        _set(window, "__pydantic_fields_set__", set(values))
+        # every field is set: one set shared by all (pydantic copies it before a change)
+        _set(window, "__pydantic_fields_set__", _ALL_FIELDS)
         _set(window, "__pydantic_extra__", None)
         _set(window, "__pydantic_private__", None)
         return window
@@ -66,7 +68,48 @@ class WindowAggregate(BaseModel):
         return orjson.dumps(self.__dict__, default=_json_default, option=orjson.OPT_UTC_Z)
 
 
+# Between two windows in the JSON of a list of them: no string can hold it (a quote inside
+# a string is escaped, and a closing quote is never followed by a letter).
+_BETWEEN = b'},{"device_id":'
+
+
+def json_many(windows: Sequence[WindowAggregate]) -> list[bytes]:
+    """``[w.json_bytes() for w in windows]``, byte for byte, from one orjson call: the list's
+    JSON cut between the windows. A call per window costs several times more (each
+    allocates its own output buffer)."""
+    if len(windows) < 2:
+        return [w.json_bytes() for w in windows]
+    text = orjson.dumps(
+        [w.__dict__ for w in windows], default=_json_default, option=orjson.OPT_UTC_Z
+    )
+    pieces = text[1:-1].split(_BETWEEN)
+    if len(pieces) != len(windows) or not text.startswith(b'[{"device_id":'):
+        return [w.json_bytes() for w in windows]  # not our field order: cut nothing
+    last = len(pieces) - 1
+    return [
+        (piece if k == 0 else _OPEN + piece) + (b"" if k == last else b"}")
+        for k, piece in enumerate(pieces)
+    ]
+
+
+_OPEN = b'{"device_id":'
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+_ALL_FIELDS: set[str] = set(WindowAggregate.model_fields)
+
+
+class EncodedWindows(list[WindowAggregate]):
+    """Windows with each one's ``json_bytes()`` in ``json`` (same order): made once for the
+    metrics topic, reused by the PostgreSQL sink."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, windows: Iterable[WindowAggregate], json: list[bytes]) -> None:
+        super().__init__(windows)
+        self.json = json

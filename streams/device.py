@@ -17,6 +17,7 @@ import hashlib
 from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -129,6 +130,7 @@ class Emission:
         pmax = acc.pmax
         first = acc.first
         last = acc.last
+        first_ts = None if first is None else us_to_datetime(first)
         # Built in the model's field order, with the types its validation would give.
         return WindowAggregate.trusted(
             {
@@ -146,8 +148,8 @@ class Emission:
                 "currency": currency,
                 "coverage": acc.covered / (self.window_end - self.window_start),
                 "covered_seconds": acc.covered / US_PER_S,
-                "first_ts": None if first is None else us_to_datetime(first),
-                "last_ts": None if last is None else us_to_datetime(last),
+                "first_ts": first_ts,
+                "last_ts": first_ts if last == first else _datetime_or_none(last),
                 "anomaly_score": None if anomaly_score is None else float(anomaly_score),
                 "is_anomaly": None if is_anomaly is None else bool(is_anomaly),
                 "revision": self.revision,
@@ -189,6 +191,10 @@ class BatchOutcome:
 
 # Window bounds repeat across devices and batches: their datetimes are cached.
 _bound = lru_cache(maxsize=1 << 14)(us_to_datetime)
+
+
+def _datetime_or_none(ts: int | None) -> datetime | None:
+    return None if ts is None else us_to_datetime(ts)
 
 
 def _digest(fingerprint: Fingerprint) -> int:

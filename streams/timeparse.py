@@ -159,9 +159,12 @@ def _check_range(ts: int, original: object) -> None:
         raise TimestampError(f"timestamp {original!r} is outside the supported range 1900..9999")
 
 
+_timedelta = timedelta
+
+
 def us_to_datetime(ts: int) -> datetime:
     """Microseconds since the epoch -> aware UTC datetime (exact)."""
-    return _EPOCH + timedelta(microseconds=ts)
+    return _EPOCH + _timedelta(0, 0, ts)  # (days, seconds, microseconds): faster than by name
 
 
 def datetime_to_us(value: datetime) -> int:

@@ -9,7 +9,7 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.metrics import PERIODS, WindowAggregate
+from models.metrics import PERIODS, WindowAggregate, json_many
 
 floats = st.floats(allow_nan=True, allow_infinity=True)
 optional_floats = st.none() | floats
@@ -78,3 +78,54 @@ def test_json_bytes_equals_pydantic(
         revision=revision,
     )
     assert window.json_bytes() == window.model_dump_json().encode()
+
+
+@given(
+    ids=st.lists(
+        st.text(max_size=30) | st.sampled_from(['},{"device_id":', '"}', "\\"]),
+        min_size=0,
+        max_size=6,
+    ),
+    currency=st.text(max_size=20) | st.just('x},{"device_id":"y'),
+    energy=floats,
+)
+def test_json_many_equals_json_bytes_of_each(ids: list[str], currency: str, energy: float) -> None:
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    windows = [
+        WindowAggregate(
+            device_id=device_id,
+            period="hour",
+            window_start=start,
+            window_end=start + timedelta(hours=1),
+            reading_count=1,
+            power_reading_count=0,
+            power_mean_w=None,
+            power_min_w=None,
+            power_max_w=None,
+            energy_kwh=energy,
+            cost=Decimal("0.1"),
+            currency=currency,
+            coverage=1.0,
+            covered_seconds=3600.0,
+            first_ts=start,
+            last_ts=None,
+            revision=k,
+        )
+        for k, device_id in enumerate(ids)
+    ]
+    assert json_many(windows) == [w.json_bytes() for w in windows]
+
+
+def test_json_many_of_reordered_fields_falls_back() -> None:
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    values = {
+        "device_id": "a", "period": "hour", "window_start": start,
+        "window_end": start + timedelta(hours=1), "reading_count": 1,
+        "power_reading_count": 0, "power_mean_w": None, "power_min_w": None,
+        "power_max_w": None, "energy_kwh": 0.5, "cost": Decimal("0.1"), "currency": "EUR",
+        "coverage": 1.0, "covered_seconds": 3600.0, "first_ts": start, "last_ts": None,
+        "anomaly_score": None, "is_anomaly": None, "revision": 0,
+    }  # fmt: skip
+    odd = WindowAggregate.trusted(dict(reversed(list(values.items()))))
+    windows = [WindowAggregate(**values), odd, WindowAggregate(**values)]
+    assert json_many(windows) == [w.json_bytes() for w in windows]

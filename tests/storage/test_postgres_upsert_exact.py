@@ -16,13 +16,14 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 from pydantic_core import TzInfo
 
-from models.metrics import PERIODS, WindowAggregate
+from models.metrics import PERIODS, EncodedWindows, WindowAggregate
 from storage.base import StorageError
 from storage.postgres import (
     _COLUMNS,
@@ -180,7 +181,7 @@ def _blocking(loop: asyncio.AbstractEventLoop) -> Callable[[Coroutine[Any, Any, 
 
 async def test_json_and_arrays_store_the_same_bits(pg_pool: Any) -> None:
     run = _blocking(asyncio.get_running_loop())
-    paths = {"json": 0, "arrays": 0, "rejected": 0}
+    paths = {"json": 0, "arrays": 0, "rejected": 0, "encoded": 0}
 
     @settings(
         max_examples=150,
@@ -204,6 +205,12 @@ async def test_json_and_arrays_store_the_same_bits(pg_pool: Any) -> None:
         expected = run(_outcome(pg_pool, arrays))
         # What the sink stores (through JSON or, for what JSON cannot carry, the arrays).
         assert run(_outcome(pg_pool, lambda: PostgresSink(pg_pool).write(batch))) == expected
+        # ... also when the worker hands it the windows' JSON made for the metrics topic
+        encoded = _encoded(batch)
+        if encoded is not None:
+            paths["encoded"] += 1
+            sink = PostgresSink(pg_pool)
+            assert run(_outcome(pg_pool, lambda: sink.write(encoded))) == expected
         if not isinstance(expected, list):
             paths["rejected"] += 1
             return
@@ -220,11 +227,25 @@ async def test_json_and_arrays_store_the_same_bits(pg_pool: Any) -> None:
     assert paths["json"] >= 40, paths
     assert paths["arrays"] >= 5, paths
     assert paths["rejected"] >= 5, paths
+    assert paths["encoded"] >= 100, paths
 
 
 async def test_usual_windows_travel_as_json() -> None:
     batch = [window("a", "hour", 0), window("b", "day", 3, power=None, anomaly_score=0.5)]
     assert metrics_json(batch) is not None
+    encoded = _encoded(batch)
+    assert encoded is not None
+    text = metrics_json(encoded, encoded.json)
+    assert text is not None and text.startswith('[{"device_id":"a"')
+    assert orjson.loads(text) == [orjson.loads(w.json_bytes()) for w in batch]
+
+
+def _encoded(batch: list[WindowAggregate]) -> EncodedWindows | None:
+    """The batch as the worker hands it to the sinks, if its topic JSON can be made."""
+    try:
+        return EncodedWindows(batch, [w.json_bytes() for w in batch])
+    except orjson.JSONEncodeError:  # the worker's publish fails the same way, before the sink
+        return None
 
 
 @pytest.mark.parametrize(
@@ -246,6 +267,9 @@ async def test_what_json_cannot_carry_takes_the_arrays(
 ) -> None:
     batch = [window("a", "hour", 0), window("a", "hour", 1).model_copy(update=update)]
     assert metrics_json(batch) is None
+    encoded = _encoded(batch)
+    if encoded is not None:  # the topic's JSON is no way round
+        assert metrics_json(encoded, encoded.json) is None
 
     async def arrays() -> None:
         await pg_pool.execute(UPSERT_METRICS, *metric_columns(batch))
