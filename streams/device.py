@@ -275,8 +275,10 @@ class Engine:
             self._passed(candidates, floor, new_wm - 1, new_wm)
         if candidates:
             emissions = out.emissions
+            # hour and day windows ending at or before the anchor: _close below drops them
+            closing = rows[0][0]
             for period, start, end in sorted(candidates):
-                self._maybe_emit(device_id, state, period, start, end, emissions)
+                self._maybe_emit(device_id, state, period, start, end, emissions, closing)
         self._close(state)
         return out
 
@@ -442,8 +444,13 @@ class Engine:
         if period in _COMBINED:
             return self._combined_value(state, period, start, end)
         base = state.frozen.get((period, start))
-        acc = base.copy() if base is not None else Acc(self.n_prices)
         rows = state.readings
+        if rows and end <= rows[0][0]:
+            # Before the anchor: no retained reading or interval reaches it, and no later
+            # one can (they start at or after the anchor), so its frozen sums are final
+            # and never change again: no copy.
+            return base if base is not None else Acc(self.n_prices)
+        acc = base.copy() if base is not None else Acc(self.n_prices)
         for row in rows:
             if start <= row[0] < end:
                 acc.add_reading(row[0], row[1])
@@ -486,20 +493,25 @@ class Engine:
         start: int,
         end: int,
         emissions: list[Emission],
+        closing: int | None = None,
     ) -> None:
+        """Emit the window if it has something and changed since its last emission.
+        ``closing``: the anchor the fold's ``_close`` will drop hour and day windows up to
+        (their emitted entries then serve nothing: not stored)."""
         acc = self.value(state, period, start, end)
         key = (period, start)
         previous = state.emitted.get(key)
         if previous is None and acc.is_empty():
             return
         cost = acc.priced(self.prices.prices)
-        fingerprint: Fingerprint = (acc.fingerprint(), cost)
+        revision = 0 if previous is None else previous[0] + 1
         if previous is not None:
-            fingerprint = _digest(fingerprint)
+            fingerprint: Fingerprint = _digest((acc.fingerprint(), cost))
             if _digest(previous[1]) == fingerprint:
                 return
-        revision = 0 if previous is None else previous[0] + 1
-        state.emitted[key] = (revision, fingerprint)
+            state.emitted[key] = (revision, fingerprint)
+        elif closing is None or period > DAY or end > closing:
+            state.emitted[key] = (revision, (acc.fingerprint(), cost))
         emissions.append(Emission(device_id, PERIOD_NAMES[period], start, end, acc, cost, revision))
 
     def _close(self, state: DeviceState) -> None:

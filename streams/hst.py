@@ -54,6 +54,7 @@ class ArrayHalfSpaceTrees:
         self.size_limit = 0.1 * hst.window_size
         self.max_score = hst.n_trees * hst.window_size * (2 ** (hst.height + 1) - 1)
         self.names: list[str] = []
+        self._table: npt.NDArray[np.int64] | None = None  # _path_scores, until the pivot
         self.ready = False
         if hst.trees:
             self._take_trees()
@@ -67,7 +68,7 @@ class ArrayHalfSpaceTrees:
         orders = [_heap_order(tree, self.height) for tree in trees]
         self.names = sorted({node.feature for order in orders for node in order[:n_inner]})
         column = {name: i for i, name in enumerate(self.names)}
-        self.feature = np.zeros((len(trees), n_inner), dtype=np.intp)
+        self.feature = np.zeros((len(trees), n_inner), dtype=np.int32)
         self.threshold = np.zeros((len(trees), n_inner), dtype=np.float64)
         self.r_mass = np.zeros((len(trees), n_nodes), dtype=np.int64)
         self.l_mass = np.zeros((len(trees), n_nodes), dtype=np.int64)
@@ -80,6 +81,7 @@ class ArrayHalfSpaceTrees:
                     self.threshold[t, index] = node.threshold
         self.counter: int = hst.counter
         self.first_window: bool = hst._first_window
+        self._table = None
         self.ready = True
 
     def sync(self) -> None:
@@ -153,8 +155,15 @@ class ArrayHalfSpaceTrees:
         start: int,
         scores: npt.NDArray[np.float64],
     ) -> npt.NDArray[np.float64]:
-        """Samples ``start:`` (``matrix``, columns in ``self.names`` order) with trees."""
+        """Samples ``start:`` (``matrix``, columns in ``self.names`` order) with trees.
+
+        A sample's path down a tree depends only on its values and the tree's splits, never
+        on the masses, and in a complete tree the leaf names the path. So the leaves of all
+        samples are found at once; a segment's scores are then one lookup per tree in a
+        table made from the reference masses (``_path_scores``), and learning adds the
+        learned samples' leaf counts up the trees (``_learn``)."""
         flags = learn[start:]
+        leaves = self._leaves(matrix)
         position = 0
         while position < len(matrix):
             # The segment ends with the sample whose learning completes the window.
@@ -162,60 +171,78 @@ class ArrayHalfSpaceTrees:
             learned_after = np.cumsum(flags[position:])
             hits = np.flatnonzero(learned_after >= room)
             end = position + (int(hits[0]) + 1 if len(hits) else len(matrix) - position)
-            paths, segment_scores = self._walk(matrix[position:end])
+            segment = leaves[position:end]
             if not self.first_window:
-                scores[start + position : start + end] = segment_scores
+                scores[start + position : start + end] = self._scores(segment)
             chosen = flags[position:end]
             if chosen.any():
-                self._learn(paths[chosen])
+                self._learn(segment[chosen])
                 self.counter += int(chosen.sum())
                 if self.counter == self.window_size:
                     self.r_mass, self.l_mass = self.l_mass, np.zeros_like(self.l_mass)
+                    self._table = None
                     self.first_window = False
                     self.counter = 0
             position = end
         return scores
 
-    def _walk(
-        self, matrix: npt.NDArray[np.float64]
-    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
-        """Each sample's path in each tree (node per depth, root to leaf: [n, trees, h+1])
-        and its score with the current reference masses."""
+    def _leaves(self, matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
+        """Each sample's leaf in each tree ([n, trees], heap index): at a node, go right
+        when the sample's value of the node's feature is at least its threshold."""
         n, n_features = matrix.shape
         n_trees, n_inner = self.feature.shape
-        n_nodes = self.r_mass.shape[1]
         feature = self.feature.ravel()
         threshold = self.threshold.ravel()
-        r_mass = self.r_mass.ravel()
         values = matrix.ravel()
-        row_base = (np.arange(n) * n_features)[:, None]
-        inner_base = (np.arange(n_trees) * n_inner)[None, :]
-        node_base = (np.arange(n_trees) * n_nodes)[None, :]
-        node = np.zeros((n, n_trees), dtype=np.intp)
-        paths = np.empty((n, n_trees, self.height + 1), dtype=np.intp)
-        total = np.zeros((n, n_trees), dtype=np.int64)
-        walking = np.ones((n, n_trees), dtype=bool)
-        for depth in range(self.height + 1):
-            paths[:, :, depth] = node
-            # river adds mass * 2**depth, then stops if the mass is under the size limit
-            mass = np.take(r_mass, node_base + node)
-            total += np.where(walking, mass << depth, 0)
-            if depth == self.height:
-                break
-            walking &= mass >= self.size_limit
+        small = np.int32  # node and row numbers fit: half the memory traffic of intp
+        row_base = (np.arange(n, dtype=small) * n_features)[:, None]
+        inner_base = (np.arange(n_trees, dtype=small) * n_inner)[None, :]
+        node = np.zeros((n, n_trees), dtype=small)
+        for _ in range(self.height):
             inner = inner_base + node
             value = np.take(values, row_base + np.take(feature, inner))
             node = 2 * node + 1 + (value >= np.take(threshold, inner))
-        scores: npt.NDArray[np.float64] = (
-            1.0 - total.sum(axis=1).astype(np.float64) / self.max_score
-        )
-        return paths, scores
+        return node.astype(np.intp)
 
-    def _learn(self, paths: npt.NDArray[np.intp]) -> None:
-        n_trees, n_nodes = self.l_mass.shape
-        flat = (paths + (np.arange(n_trees) * n_nodes)[None, :, None]).ravel()
-        counts = np.bincount(flat, minlength=n_trees * n_nodes).reshape(n_trees, n_nodes)
-        self.l_mass += counts
+    def _path_scores(self) -> npt.NDArray[np.int64]:
+        """Per tree and leaf, what river adds on the way down to it with the reference
+        masses: mass * 2**depth at each node, stopping after a node whose mass is under the
+        size limit (a sum of integers: exact in any order). Made again at each pivot."""
+        if self._table is None:
+            r_mass = self.r_mass
+            heavy = r_mass >= self.size_limit
+            total = r_mass[:, :1]  # root: depth 0
+            reach = heavy[:, :1]  # every node from the root down to here heavy enough
+            for level in range(1, self.height + 1):
+                lo, hi = 2**level - 1, 2 ** (level + 1) - 1
+                reach = np.repeat(reach, 2, axis=1)  # the children's parents, in order
+                gained = np.where(reach, r_mass[:, lo:hi] << level, 0)
+                total = np.repeat(total, 2, axis=1) + gained
+                reach = reach & heavy[:, lo:hi]
+            self._table = total.ravel()  # per tree, its leaves in order
+        return self._table
+
+    def _scores(self, leaves: npt.NDArray[np.intp]) -> npt.NDArray[np.float64]:
+        """The scores of samples with ``leaves``, with the current reference masses."""
+        n_trees = leaves.shape[1]
+        n_leaves = 2**self.height
+        offset = (np.arange(n_trees) * n_leaves - (n_leaves - 1))[None, :]
+        total = np.take(self._path_scores(), leaves + offset).sum(axis=1)
+        scores: npt.NDArray[np.float64] = 1.0 - total.astype(np.float64) / self.max_score
+        return scores
+
+    def _learn(self, leaves: npt.NDArray[np.intp]) -> None:
+        """Add one to the latest mass of every node on each sample's path: the leaves
+        counted, then each level's counts summed pairwise into its parents'."""
+        n_trees = self.l_mass.shape[0]
+        n_leaves = 2**self.height
+        offset = (np.arange(n_trees) * n_leaves - (n_leaves - 1))[None, :]
+        counts = np.bincount((leaves + offset).ravel(), minlength=n_trees * n_leaves)
+        level = counts.reshape(n_trees, n_leaves)
+        for depth in range(self.height, -1, -1):
+            self.l_mass[:, 2**depth - 1 : 2 ** (depth + 1) - 1] += level
+            if depth:
+                level = level.reshape(n_trees, -1, 2).sum(axis=2)
 
 
 def _heap_order(tree: Any, height: int) -> list[Any]:
