@@ -9,6 +9,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+_ZERO = Decimal(0)
+
 
 class Acc:
     """Running sums of one window. ``by_price`` holds energy per tariff price index (direct
@@ -39,7 +41,7 @@ class Acc:
         self.first: int | None = None
         self.last: int | None = None
         self.by_price = [0.0] * n_prices
-        self.cost = Decimal(0)
+        self.cost = _ZERO  # decimals are immutable: one zero serves every window
 
     def copy(self) -> Acc:
         other = Acc.__new__(Acc)
