@@ -22,6 +22,7 @@ import math
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final
 
 import numpy as np
@@ -40,6 +41,12 @@ HOUR_INPUTS: Final = ("energy", "flat", "top", "drift", "surprise")
 _L = layout()
 _NAN: Final = math.nan
 _CAP: Final = 65_535
+
+
+def _read(matrix: npt.NDArray[Any], rows: IntArray, column: Any) -> FloatArray:
+    """``matrix[rows, column]`` as float64 (the value ``array`` gives Python)."""
+    values: FloatArray = matrix[rows, column].astype(np.float64)
+    return values
 
 
 def _each(function: Callable[[float], float], values: FloatArray) -> FloatArray:
@@ -139,13 +146,8 @@ class BaselineMatrix:
         j = s.daytype_slot
         rate = s.rate
 
-        def f(column: Any) -> FloatArray:
-            values: FloatArray = F[rows, column].astype(np.float64)
-            return values
-
-        def n(column: Any) -> FloatArray:
-            values: FloatArray = N[rows, column].astype(np.float64)
-            return values
+        f = partial(_read, F, rows)
+        n = partial(_read, N, rows)
 
         level_n = n(_L.LEVEL_N)
         known = level_n > 0
@@ -233,9 +235,7 @@ class BaselineMatrix:
         floor_var = p.floor_sd * p.floor_sd
         clip = p.clip
 
-        def f(column: Any) -> FloatArray:
-            values: FloatArray = F[rows, column].astype(np.float64)
-            return values
+        f = partial(_read, F, rows)
 
         def bump(column: Any) -> None:
             count = N[rows, column]
@@ -243,7 +243,7 @@ class BaselineMatrix:
 
         limit = clip * a.sd
         # the hour-of-week slot
-        count = N[rows, ws].astype(np.float64)
+        count = _read(N, rows, ws)
         old = f(ws)
         first = a.expected + _clip(a.x - a.expected, limit)
         rate = 1.0 / (count + 1.0)
@@ -253,7 +253,7 @@ class BaselineMatrix:
         bump(ws)
         residual = _clip(a.x - a.expected, limit)
         # the day-type hour slot
-        count = N[rows, _L.DT_N + j].astype(np.float64)
+        count = _read(N, rows, _L.DT_N + j)
         daytype_rate = p.daytype_rate
         rate = 1.0 / (count + 1.0)
         rate = np.where(daytype_rate > rate, daytype_rate, rate)
@@ -322,11 +322,11 @@ class BaselineMatrix:
     ) -> None:
         F = self.floats
         N = self.counts
-        count = N[rows, count_at + j].astype(np.float64)
+        count = _read(N, rows, count_at + j)
         new = count == 0
-        old_var = F[rows, var_at].astype(np.float64)
+        old_var = _read(F, rows, var_at)
         slot_limit = p.clip * np.sqrt(old_var + floor_var)
-        old = F[rows, mean_at + j].astype(np.float64)
+        old = _read(F, rows, mean_at + j)
         value = _clip(x - old, slot_limit)
         daytype_rate = p.daytype_rate
         slot_rate = 1.0 / (count + 1.0)
