@@ -68,9 +68,11 @@ class WindowAggregate(BaseModel):
         return orjson.dumps(self.__dict__, default=_json_default, option=orjson.OPT_UTC_Z)
 
 
-# Between two windows in the JSON of a list of them: no string can hold it (a quote inside
-# a string is escaped, and a closing quote is never followed by a letter).
-_BETWEEN = b'},{"device_id":'
+# A window's JSON starts so (its first field); between two windows in the JSON of a list of
+# them stands "}," and that: no string can hold it (a quote inside a string is escaped, and
+# a closing quote is never followed by a letter).
+_OPEN = b'{"device_id":'
+_BETWEEN = b"}," + _OPEN
 
 
 def json_many(windows: Sequence[WindowAggregate]) -> list[bytes]:
@@ -83,16 +85,13 @@ def json_many(windows: Sequence[WindowAggregate]) -> list[bytes]:
         [w.__dict__ for w in windows], default=_json_default, option=orjson.OPT_UTC_Z
     )
     pieces = text[1:-1].split(_BETWEEN)
-    if len(pieces) != len(windows) or not text.startswith(b'[{"device_id":'):
+    if len(pieces) != len(windows) or not text.startswith(b"[" + _OPEN):
         return [w.json_bytes() for w in windows]  # not our field order: cut nothing
     last = len(pieces) - 1
     return [
         (piece if k == 0 else _OPEN + piece) + (b"" if k == last else b"}")
         for k, piece in enumerate(pieces)
     ]
-
-
-_OPEN = b'{"device_id":'
 
 
 def _json_default(value: Any) -> Any:

@@ -211,15 +211,16 @@ def _json_zone(zone: tzinfo | None) -> bool:
     return offset is not None and not offset % _MINUTE and abs(offset) < _MAX_OFFSET
 
 
+def _decimal_fits(value: object) -> bool:
+    """A finite decimal within the digits numeric's text input takes."""
+    return type(value) is Decimal and value.is_finite() and value.adjusted() < _NUMERIC_TEXT_DIGITS
+
+
 def _decimal_text(value: object) -> str:
     # numeric's text input takes at most 131072 digits before the point, its binary input more.
-    if type(value) is Decimal and value.is_finite() and value.adjusted() < _NUMERIC_TEXT_DIGITS:
+    if _decimal_fits(value):
         return str(value)
     raise TypeError(f"{type(value).__name__} {value!r} does not travel as JSON")
-
-
-def _decimal_fits(value: object) -> bool:
-    return type(value) is Decimal and value.is_finite() and value.adjusted() < _NUMERIC_TEXT_DIGITS
 
 
 def _all_finite(fields: list[dict[str, Any]]) -> bool:

@@ -50,13 +50,8 @@ from river import anomaly as river_anomaly
 from river import stats as river_stats
 
 from streams.anomaly_baseline import BaselineParams, DeviceBaseline
-from streams.anomaly_batch import rate as day_rate
-from streams.anomaly_batch import score_batch
-from streams.anomaly_features import (
-    add_time,
-    day_explained,
-    day_inputs,
-)
+from streams.anomaly_batch import day_window, score_batch
+from streams.anomaly_features import add_time
 from streams.device import Emission
 from streams.hst import ArrayHalfSpaceTrees
 
@@ -393,24 +388,13 @@ class AnomalyDetector:
         raise ValueError(f"only hour and day windows are scored, not {period!r}")
 
     def _prepare_day(self, window: Mapping[str, Any], final: bool) -> _Pending:
-        config = self.config
         device_id: str = window["device_id"]
         start: int = window["window_start"]
         baseline = self._baseline(device_id)
-        _, weekday, ordinal = self._local(start)
-        weekend = int(weekday >= 5)
-        rate = day_rate(window, 24.0)
-        feats = baseline.day_features(
-            config.baseline, weekday, weekend, rate, ordinal, window.get("power_max_w")
-        )
-        x = day_inputs(feats)
-        if config.time_features:
-            add_time(x, 12, weekday)
         learn = final and (baseline.last_day is None or start > baseline.last_day)
-        item = self._pending("day", x, baseline, start, final, learn)
-        item.explained = day_explained(feats, window)
+        item = self._pending("day", {}, baseline, start, final, learn)  # before learning
+        item.x, item.explained = day_window(self, window, baseline, learn)
         if learn:
-            baseline.learn_day(config.baseline, weekday, weekend, feats, start)
             self._store(device_id, baseline)
         return item
 

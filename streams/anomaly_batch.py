@@ -250,7 +250,7 @@ def _hour_columns(
     if local is None:
         local = detector._local(start)
     hour, weekday, ordinal = local
-    length_h = float(end - start) / _US_PER_HOUR
+    length_h = (end - start) / _US_PER_HOUR
     cover = float(coverage)
     hours.rate.append(
         (energy if energy > 0.0 else 0.0) / (0.1 if cover < 0.1 else cover) / length_h * 1.0
@@ -270,7 +270,7 @@ def _hour_columns(
     hours.daytype_slot.append((weekday >= 5) * 24 + hour)
     hours.learn.append(learn)
     hours.ordinal.append(ordinal)
-    hours.length_h.append((end - start) / _US_PER_HOUR)
+    hours.length_h.append(length_h)
     hours.coverage.append(coverage)
     if time_features:
         x: dict[str, float] = {}
@@ -288,8 +288,9 @@ def _baselines(
     day_x: list[dict[str, float]],
 ) -> np.ndarray[Any, np.dtype[np.float64]]:
     """Pass 2: score the windows against their devices' baselines and learn the final ones.
-    Fills ``explained`` (per position: a day's dict, an hour's source and place in it) and ``day_x`` (the day windows' inputs, in order);
-    returns the hour windows' inputs (a row each, in order)."""
+    Fills ``explained`` (per position: a day's dict, an hour's source and place in it) and
+    ``day_x`` (the day windows' inputs, in order); returns the hour windows' inputs (a row
+    each, in order)."""
     config = detector.config
     params = config.baseline
     n_hours = len(hours.index)
@@ -345,7 +346,7 @@ def _baselines(
             window = windows[position][0]
             if isinstance(window, Emission):
                 window = window.fields()
-            x, text = _day(detector, window, baseline, learn)
+            x, text = day_window(detector, window, baseline, learn)
             if matrix is not None:
                 matrix.load(device.row, baseline)
             day_items[order] = x
@@ -360,10 +361,11 @@ def _baselines(
     return inputs
 
 
-def _day(
+def day_window(
     detector: AnomalyDetector, window: Mapping[str, Any], baseline: DeviceBaseline, learn: bool
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """A day window's model inputs and explanation; its baseline learns it if ``learn``."""
+    """A day window's model inputs and explanation; its baseline learns it if ``learn``
+    (the day path of both ``score_many`` and ``score``)."""
     config = detector.config
     start: int = window["window_start"]
     _, weekday, ordinal = detector._local(start)

@@ -130,7 +130,7 @@ class Emission:
         pmax = acc.pmax
         first = acc.first
         last = acc.last
-        first_ts = None if first is None else us_to_datetime(first)
+        first_ts = _datetime_or_none(first)
         # Built in the model's field order, with the types its validation would give.
         return WindowAggregate.trusted(
             {

@@ -222,12 +222,16 @@ class ArrayHalfSpaceTrees:
             self._table = total.ravel()  # per tree, its leaves in order
         return self._table
 
+    def _leaf_index(self, leaves: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+        """Heap indices of leaves ([n, trees]) as places in a per-tree table of leaves."""
+        n_leaves = 2**self.height
+        offset = np.arange(leaves.shape[1]) * n_leaves - (n_leaves - 1)
+        index: npt.NDArray[np.intp] = leaves + offset[None, :]
+        return index
+
     def _scores(self, leaves: npt.NDArray[np.intp]) -> npt.NDArray[np.float64]:
         """The scores of samples with ``leaves``, with the current reference masses."""
-        n_trees = leaves.shape[1]
-        n_leaves = 2**self.height
-        offset = (np.arange(n_trees) * n_leaves - (n_leaves - 1))[None, :]
-        total = np.take(self._path_scores(), leaves + offset).sum(axis=1)
+        total = np.take(self._path_scores(), self._leaf_index(leaves)).sum(axis=1)
         scores: npt.NDArray[np.float64] = 1.0 - total.astype(np.float64) / self.max_score
         return scores
 
@@ -236,8 +240,7 @@ class ArrayHalfSpaceTrees:
         counted, then each level's counts summed pairwise into its parents'."""
         n_trees = self.l_mass.shape[0]
         n_leaves = 2**self.height
-        offset = (np.arange(n_trees) * n_leaves - (n_leaves - 1))[None, :]
-        counts = np.bincount((leaves + offset).ravel(), minlength=n_trees * n_leaves)
+        counts = np.bincount(self._leaf_index(leaves).ravel(), minlength=n_trees * n_leaves)
         level = counts.reshape(n_trees, n_leaves)
         for depth in range(self.height, -1, -1):
             self.l_mass[:, 2**depth - 1 : 2 ** (depth + 1) - 1] += level
