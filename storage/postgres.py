@@ -32,6 +32,7 @@ from storage.base import (
     StorageError,
 )
 from storage.cursor import CursorKey, decode_cursor, encode_cursor
+from storage.metrics_copy import CREATE_STAGE, STAGE_COLUMNS, STAGE_TABLE, copy_data
 
 SINK_NAME = "postgres"
 MAX_PAGE_SIZE = 10_000
@@ -98,6 +99,14 @@ UPSERT_METRICS_JSON = _upsert(
     "json_to_recordset($1::text::json) AS batch("
     + ", ".join(f"{name} {kind}" for name, kind in _COLUMNS)
     + ")"
+)
+
+# The batch as binary COPY rows in a per-session staging table (storage/metrics_copy.py):
+# the cheapest for the server (about half the CPU of expanding JSON), exact for every float.
+UPSERT_METRICS_STAGED = _upsert(
+    "(SELECT "
+    + ", ".join("cost::numeric" if name == "cost" else name for name in _NAMES)
+    + f" FROM {STAGE_TABLE}) AS staged"
 )
 
 # The batch as one typed array per column: for the values JSON cannot carry exactly
@@ -302,6 +311,12 @@ class PostgresSink:
         rows = _dedupe(batch)
         if not rows:
             return
+        data = copy_data(rows)
+        if data is not None:
+            with _mapped_errors():
+                status = await self._copy_upsert(data)
+            self.rows_changed += int(str(status).rsplit(" ", 1)[-1])
+            return
         encoded = getattr(batch, "json", None)  # EncodedWindows: each one's json_bytes()
         if encoded is not None:
             by_window = {id(window): data for window, data in zip(batch, encoded, strict=True)}
@@ -316,6 +331,28 @@ class PostgresSink:
                 columns = metric_columns(rows)
                 status = await self._pool.execute(UPSERT_METRICS, *columns, timeout=self._timeout)
         self.rows_changed += int(str(status).rsplit(" ", 1)[-1])
+
+    async def _copy_upsert(self, data: bytes) -> str:
+        """COPY ``data`` (``copy_data``) into the session's staging table and upsert it, in
+        one transaction: the staged rows go at commit, or with a rollback."""
+        acquire = getattr(self._pool, "acquire", None)
+        if acquire is None:  # a connection rather than a pool
+            return await self._copy_on(self._pool, data)
+        async with acquire(timeout=self._timeout) as connection:
+            return await self._copy_on(connection, data)
+
+    async def _copy_on(self, connection: Any, data: bytes) -> str:
+        timeout = self._timeout
+        async with connection.transaction():
+            await connection.execute(CREATE_STAGE, timeout=timeout)
+            await connection.copy_to_table(  # a memoryview: asyncpg reads bytes as a path
+                STAGE_TABLE,
+                source=memoryview(data),
+                columns=STAGE_COLUMNS,
+                format="binary",
+                timeout=timeout,
+            )
+            return str(await connection.execute(UPSERT_METRICS_STAGED, timeout=timeout))
 
     async def close(self) -> None:
         """Nothing to release: the pool belongs to whoever built it."""

@@ -1,10 +1,11 @@
-"""The JSON upsert stores exactly what the typed-array upsert stores, bit for bit.
+"""The COPY and JSON upserts store exactly what the typed-array upsert stores, bit for bit.
 
-``PostgresSink.write`` sends a batch as one JSON parameter (``UPSERT_METRICS_JSON``) and
-falls back to one typed array per column (``UPSERT_METRICS``, asyncpg's binary encoding)
-for values JSON cannot carry exactly. Whatever the model accepts, both must leave the same
-row (compared through the column types' binary send functions, so -0.0, a numeric's scale
-and a microsecond all count) or be refused alike.
+``PostgresSink.write`` sends a batch as binary COPY rows into a staging table
+(``storage.metrics_copy``, ``UPSERT_METRICS_STAGED``), else as one JSON parameter
+(``UPSERT_METRICS_JSON``), and falls back to one typed array per column (``UPSERT_METRICS``,
+asyncpg's binary encoding) for values neither carries exactly. Whatever the model accepts,
+every path must leave the same row (compared through the column types' binary send
+functions, so -0.0, a numeric's scale and a microsecond all count) or be refused alike.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -25,6 +27,7 @@ from pydantic_core import TzInfo
 
 from models.metrics import PERIODS, EncodedWindows, WindowAggregate
 from storage.base import StorageError
+from storage.metrics_copy import copy_data
 from storage.postgres import (
     _COLUMNS,
     UPSERT_METRICS,
@@ -181,7 +184,7 @@ def _blocking(loop: asyncio.AbstractEventLoop) -> Callable[[Coroutine[Any, Any, 
 
 async def test_json_and_arrays_store_the_same_bits(pg_pool: Any) -> None:
     run = _blocking(asyncio.get_running_loop())
-    paths = {"json": 0, "arrays": 0, "rejected": 0, "encoded": 0}
+    paths = {"json": 0, "arrays": 0, "rejected": 0, "encoded": 0, "copy": 0}
 
     @settings(
         max_examples=150,
@@ -215,6 +218,13 @@ async def test_json_and_arrays_store_the_same_bits(pg_pool: Any) -> None:
             paths["rejected"] += 1
             return
         paths["json" if payload is not None else "arrays"] += 1
+        if copy_data(rows) is not None:
+            paths["copy"] += 1
+            # the sink took the COPY path: writing the batch again through it is a replay
+            sink = PostgresSink(pg_pool)
+            run(sink.write(batch))
+            assert sink.rows_changed == 0
+            assert [tuple(row) for row in run(pg_pool.fetch(_READ))] == expected
         if payload is not None:
             # The same rows through the other path are a replay: IS DISTINCT FROM finds
             # nothing to replace, and nothing changes.
@@ -228,6 +238,7 @@ async def test_json_and_arrays_store_the_same_bits(pg_pool: Any) -> None:
     assert paths["arrays"] >= 5, paths
     assert paths["rejected"] >= 5, paths
     assert paths["encoded"] >= 100, paths
+    assert paths["copy"] >= 60, paths
 
 
 async def test_usual_windows_travel_as_json() -> None:
@@ -285,3 +296,45 @@ async def test_a_non_finite_float_is_stored_as_such(pg_pool: Any) -> None:
     row = await pg_pool.fetchrow("SELECT energy_kwh, coverage FROM metrics")
     assert math.isnan(row["energy_kwh"]) and row["coverage"] == -math.inf
     assert sink.rows_changed == 1
+
+
+_COPIED = [
+    {"energy_kwh": math.nan},
+    {"power_max_w": math.inf, "power_min_w": None},
+    {"anomaly_score": -math.inf, "is_anomaly": None},
+    {"last_ts": datetime(2024, 3, 1, 1, tzinfo=timezone(timedelta(seconds=30)))},
+    {"first_ts": datetime(2024, 3, 1, 0, 30, tzinfo=ZoneInfo("Europe/Berlin"))},
+    {"cost": Decimal("-0E-12"), "currency": "\U0001f600\n"},
+]
+
+
+@pytest.mark.parametrize("update", _COPIED)
+async def test_copy_carries_what_json_cannot(pg_pool: Any, update: dict[str, Any]) -> None:
+    batch = [window("a", "hour", 0), window("a", "hour", 1).model_copy(update=update)]
+    assert copy_data(batch) is not None
+
+    async def arrays() -> None:
+        await pg_pool.execute(UPSERT_METRICS, *metric_columns(batch))
+
+    sink = PostgresSink(pg_pool)
+    expected = await _outcome(pg_pool, arrays)
+    assert await _outcome(pg_pool, lambda: sink.write(batch)) == expected
+    assert sink.rows_changed == 2
+
+
+@pytest.mark.parametrize(
+    "update",
+    [
+        {"first_ts": datetime(2024, 3, 1, 0, 0, 5)},  # naive: asyncpg reads local time
+        {"window_end": datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)},  # infinity
+        {"last_ts": datetime(1, 1, 1, 0, 0, 1, tzinfo=UTC)},
+        {"cost": Decimal("1E+131072")},
+        {"revision": 2**31},
+        {"reading_count": 2**64},
+        {"device_id": "a\ud800"},
+    ],
+)
+def test_what_copy_leaves_to_the_other_paths(update: dict[str, Any]) -> None:
+    batch = [window("a", "hour", 0), window("a", "hour", 1).model_copy(update=update)]
+    assert copy_data(batch[:1]) is not None
+    assert copy_data(batch) is None
