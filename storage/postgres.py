@@ -9,6 +9,7 @@ becomes ``SinkRejected``.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -33,6 +34,8 @@ from storage.base import (
 )
 from storage.cursor import CursorKey, decode_cursor, encode_cursor
 from storage.metrics_copy import CREATE_STAGE, STAGE_COLUMNS, STAGE_TABLE, copy_data
+
+logger = logging.getLogger(__name__)
 
 SINK_NAME = "postgres"
 MAX_PAGE_SIZE = 10_000
@@ -292,7 +295,9 @@ def _dedupe(batch: Sequence[WindowAggregate]) -> list[WindowAggregate]:
 
 
 class PostgresSink:
-    """Upserts window aggregates into ``metrics`` in one statement per batch."""
+    """Upserts window aggregates into ``metrics``, one transaction per batch: binary COPY into
+    a temporary staging table and one INSERT ... ON CONFLICT from it (else one statement
+    with the batch as JSON or typed arrays)."""
 
     name = SINK_NAME
 
@@ -301,6 +306,9 @@ class PostgresSink:
         self._timeout = timeout
         self.rows_changed = 0
         """Rows inserted or replaced by a higher revision (replays do not count)."""
+        self.staging = True
+        """Whether batches go through the COPY staging table (off once the server refuses
+        to create it)."""
 
     async def start(self) -> None:
         """Check that the server answers and the schema is migrated."""
@@ -311,12 +319,20 @@ class PostgresSink:
         rows = _dedupe(batch)
         if not rows:
             return
-        data = copy_data(rows)
+        data = copy_data(rows) if self.staging else None
         if data is not None:
+            staged: str | None = None
             with _mapped_errors():
-                status = await self._copy_upsert(data)
-            self.rows_changed += int(str(status).rsplit(" ", 1)[-1])
-            return
+                try:
+                    staged = await self._copy_upsert(data)
+                except asyncpg.exceptions.InsufficientPrivilegeError as exc:
+                    # A role without the TEMP privilege on the database: the other paths
+                    # need no temporary table (and report any other missing privilege).
+                    self.staging = False
+                    logger.warning("metrics upsert without a staging table from now on: %s", exc)
+            if staged is not None:
+                self.rows_changed += int(staged.rsplit(" ", 1)[-1])
+                return
         encoded = getattr(batch, "json", None)  # EncodedWindows: each one's json_bytes()
         if encoded is not None:
             by_window = {id(window): data for window, data in zip(batch, encoded, strict=True)}

@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import orjson
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -338,3 +339,33 @@ def test_what_copy_leaves_to_the_other_paths(update: dict[str, Any]) -> None:
     batch = [window("a", "hour", 0), window("a", "hour", 1).model_copy(update=update)]
     assert copy_data(batch[:1]) is not None
     assert copy_data(batch) is None
+
+
+async def test_a_role_without_temporary_tables_upserts_from_json(
+    pg_pool: Any, pg_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where the role may not create temporary tables (TEMP revoked from PUBLIC, as some
+    hardened servers do), the sink turns to the JSON upsert instead of failing every batch."""
+    name = await pg_pool.fetchval("SELECT current_database()")
+    await pg_pool.execute(f'REVOKE TEMPORARY ON DATABASE "{name}" FROM PUBLIC')
+    await pg_pool.execute("DROP ROLE IF EXISTS no_temp")
+    await pg_pool.execute("CREATE ROLE no_temp LOGIN")
+    await pg_pool.execute("GRANT SELECT, INSERT, UPDATE ON metrics TO no_temp")
+    dsn = pg_database.replace("postgres@", "no_temp@", 1)
+    assert dsn != pg_database
+    limited = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        sink = PostgresSink(limited)
+        batch = [window("a", "hour", 0), window("a", "hour", 1)]
+        assert copy_data(batch) is not None
+        await sink.write(batch)
+        assert sink.staging is False
+        assert "without a staging table" in caplog.text
+        await sink.write([window("a", "hour", 2)])
+        assert sink.rows_changed == 3
+        assert await pg_pool.fetchval("SELECT count(*) FROM metrics") == 3
+    finally:
+        await limited.close()
+        await pg_pool.execute(f'GRANT TEMPORARY ON DATABASE "{name}" TO PUBLIC')
+        await pg_pool.execute("DROP OWNED BY no_temp")
+        await pg_pool.execute("DROP ROLE no_temp")
