@@ -147,6 +147,25 @@ def _encode(rows: Sequence[WindowAggregate]) -> list[bytes]:
         last = values["last_ts"]
         score = values["anomaly_score"]
         flag = values["is_anomaly"]
+        fixed = (
+            _FIELDS,
+            8,
+            bounds[values["window_start"]],
+            8,
+            bounds[values["window_end"]],
+            4,
+            reading_count,
+            4,
+            power_count,
+            8,
+            values["energy_kwh"],
+            8,
+            values["coverage"],
+            8,
+            values["covered_seconds"],
+            4,
+            revision,
+        )
         if (
             mean is not None
             and low is not None
@@ -158,63 +177,12 @@ def _encode(rows: Sequence[WindowAggregate]) -> list[bytes]:
         ):
             # the usual hour or day window: every column in one call
             first_us = _micros(first)
+            last_us = first_us if last is first else _micros(last)
             append(
-                whole(
-                    _FIELDS,
-                    8,
-                    bounds[values["window_start"]],
-                    8,
-                    bounds[values["window_end"]],
-                    4,
-                    reading_count,
-                    4,
-                    power_count,
-                    8,
-                    values["energy_kwh"],
-                    8,
-                    values["coverage"],
-                    8,
-                    values["covered_seconds"],
-                    4,
-                    revision,
-                    8,
-                    mean,
-                    8,
-                    low,
-                    8,
-                    high,
-                    8,
-                    first_us,
-                    8,
-                    first_us if last is first else _micros(last),
-                    8,
-                    score,
-                    1,
-                    flag,
-                )
+                whole(*fixed, 8, mean, 8, low, 8, high, 8, first_us, 8, last_us, 8, score, 1, flag)
             )
         else:
-            append(
-                row(
-                    _FIELDS,
-                    8,
-                    bounds[values["window_start"]],
-                    8,
-                    bounds[values["window_end"]],
-                    4,
-                    reading_count,
-                    4,
-                    power_count,
-                    8,
-                    values["energy_kwh"],
-                    8,
-                    values["coverage"],
-                    8,
-                    values["covered_seconds"],
-                    4,
-                    revision,
-                )
-            )
+            append(row(*fixed))
             append(_NULL if mean is None else float8(8, mean))
             append(_NULL if low is None else float8(8, low))
             append(_NULL if high is None else float8(8, high))
