@@ -60,8 +60,8 @@ CREATE_STAGE: Final = (
 
 _HEADER: Final = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, no extension
 _TRAILER: Final = b"\xff\xff"
-_INT4_MAX: Final = 2**31 - 1
-_NUMERIC_TEXT_DIGITS: Final = 131072  # numeric's text input: digits before the point
+# numeric's text input takes at most 131072 digits before the point (its binary input more)
+NUMERIC_TEXT_DIGITS: Final = 131072
 _PG_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
 _US: Final = timedelta(microseconds=1)
 
@@ -76,6 +76,12 @@ _NULL: Final = _LENGTH.pack(-1)
 _TRUE: Final = _LENGTH.pack(1) + b"\x01"
 _FALSE: Final = _LENGTH.pack(1) + b"\x00"
 _FIELDS: Final = len(STAGE_COLUMNS)
+
+
+def decimal_fits(value: object) -> bool:
+    """A finite decimal within the digits numeric's text input takes (so its ``str`` is
+    read back as the same value and scale)."""
+    return type(value) is Decimal and value.is_finite() and value.adjusted() < NUMERIC_TEXT_DIGITS
 
 
 class _Unfit(Exception):
@@ -135,11 +141,6 @@ def _encode(rows: Sequence[WindowAggregate]) -> list[bytes]:
     bounds = _bounds
     for window in rows:
         values: dict[str, Any] = window.__dict__
-        reading_count = values["reading_count"]
-        power_count = values["power_reading_count"]
-        revision = values["revision"]
-        if reading_count > _INT4_MAX or power_count > _INT4_MAX or revision > _INT4_MAX:
-            raise _Unfit
         mean = values["power_mean_w"]
         low = values["power_min_w"]
         high = values["power_max_w"]
@@ -154,9 +155,9 @@ def _encode(rows: Sequence[WindowAggregate]) -> list[bytes]:
             8,
             bounds[values["window_end"]],
             4,
-            reading_count,
+            values["reading_count"],  # beyond int4: struct.error, so None
             4,
-            power_count,
+            values["power_reading_count"],
             8,
             values["energy_kwh"],
             8,
@@ -164,7 +165,7 @@ def _encode(rows: Sequence[WindowAggregate]) -> list[bytes]:
             8,
             values["covered_seconds"],
             4,
-            revision,
+            values["revision"],
         )
         if (
             mean is not None
@@ -191,11 +192,7 @@ def _encode(rows: Sequence[WindowAggregate]) -> list[bytes]:
             append(_NULL if score is None else float8(8, score))
             append(_NULL if flag is None else _TRUE if flag else _FALSE)
         cost = values["cost"]
-        if (
-            type(cost) is not Decimal
-            or not cost.is_finite()
-            or cost.adjusted() >= _NUMERIC_TEXT_DIGITS
-        ):
+        if not decimal_fits(cost):
             raise _Unfit
         data = str(cost).encode()
         append(texts[values["device_id"]])

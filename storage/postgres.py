@@ -14,7 +14,6 @@ import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import MAXYEAR, MINYEAR, datetime, timedelta, timezone, tzinfo
-from decimal import Decimal
 from itertools import chain
 from operator import attrgetter, itemgetter
 from typing import Any, cast
@@ -33,7 +32,13 @@ from storage.base import (
     StorageError,
 )
 from storage.cursor import CursorKey, decode_cursor, encode_cursor
-from storage.metrics_copy import CREATE_STAGE, STAGE_COLUMNS, STAGE_TABLE, copy_data
+from storage.metrics_copy import (
+    CREATE_STAGE,
+    STAGE_COLUMNS,
+    STAGE_TABLE,
+    copy_data,
+    decimal_fits,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +72,6 @@ _NAMES = [name for name, _ in _COLUMNS]
 _ROW = attrgetter(*_NAMES)
 _MINUTE = timedelta(minutes=1)
 _MAX_OFFSET = timedelta(hours=16)
-_NUMERIC_TEXT_DIGITS = 131072
 
 
 def _upsert(source: str) -> str:
@@ -223,14 +227,8 @@ def _json_zone(zone: tzinfo | None) -> bool:
     return offset is not None and not offset % _MINUTE and abs(offset) < _MAX_OFFSET
 
 
-def _decimal_fits(value: object) -> bool:
-    """A finite decimal within the digits numeric's text input takes."""
-    return type(value) is Decimal and value.is_finite() and value.adjusted() < _NUMERIC_TEXT_DIGITS
-
-
 def _decimal_text(value: object) -> str:
-    # numeric's text input takes at most 131072 digits before the point, its binary input more.
-    if _decimal_fits(value):
+    if decimal_fits(value):
         return str(value)
     raise TypeError(f"{type(value).__name__} {value!r} does not travel as JSON")
 
@@ -270,7 +268,7 @@ def metrics_json(
     if moments and (min(moments).year == MINYEAR or max(moments).year == MAXYEAR):
         return None
     if encoded is not None:
-        if not all(map(_decimal_fits, map(_COST, fields))):
+        if not all(map(decimal_fits, map(_COST, fields))):
             return None
         return (b"[" + b",".join(encoded) + b"]").decode()
     try:
@@ -319,34 +317,39 @@ class PostgresSink:
         rows = _dedupe(batch)
         if not rows:
             return
-        data = copy_data(rows) if self.staging else None
-        if data is not None:
-            staged: str | None = None
-            with _mapped_errors():
-                try:
-                    staged = await self._copy_upsert(data)
-                except asyncpg.exceptions.InsufficientPrivilegeError as exc:
-                    # A role without the TEMP privilege on the database: the other paths
-                    # need no temporary table (and report any other missing privilege).
-                    self.staging = False
-                    logger.warning("metrics upsert without a staging table from now on: %s", exc)
-            if staged is not None:
-                self.rows_changed += int(staged.rsplit(" ", 1)[-1])
-                return
+        with _mapped_errors():
+            status = await self._staged_upsert(rows) if self.staging else None
+            if status is None:
+                status = await self._parameter_upsert(batch, rows)
+        self.rows_changed += int(str(status).rsplit(" ", 1)[-1])
+
+    async def _staged_upsert(self, rows: list[WindowAggregate]) -> str | None:
+        """The COPY path; None when it cannot carry ``rows`` (or the role cannot use it)."""
+        data = copy_data(rows)
+        if data is None:
+            return None
+        try:
+            return await self._copy_upsert(data)
+        except asyncpg.exceptions.InsufficientPrivilegeError as exc:
+            # A role without the TEMP privilege on the database: the other paths need no
+            # temporary table (and report any other missing privilege).
+            self.staging = False
+            logger.warning("metrics upsert without a staging table from now on: %s", exc)
+            return None
+
+    async def _parameter_upsert(
+        self, batch: Sequence[WindowAggregate], rows: list[WindowAggregate]
+    ) -> Any:
+        """One statement with the rows as a JSON parameter, else as typed arrays."""
         encoded = getattr(batch, "json", None)  # EncodedWindows: each one's json_bytes()
         if encoded is not None:
             by_window = {id(window): data for window, data in zip(batch, encoded, strict=True)}
             encoded = [by_window[id(window)] for window in rows]
         payload = metrics_json(rows, encoded)
-        with _mapped_errors():
-            if payload is not None:
-                status = await self._pool.execute(
-                    UPSERT_METRICS_JSON, payload, timeout=self._timeout
-                )
-            else:
-                columns = metric_columns(rows)
-                status = await self._pool.execute(UPSERT_METRICS, *columns, timeout=self._timeout)
-        self.rows_changed += int(str(status).rsplit(" ", 1)[-1])
+        if payload is not None:
+            return await self._pool.execute(UPSERT_METRICS_JSON, payload, timeout=self._timeout)
+        columns = metric_columns(rows)
+        return await self._pool.execute(UPSERT_METRICS, *columns, timeout=self._timeout)
 
     async def _copy_upsert(self, data: bytes) -> str:
         """COPY ``data`` (``copy_data``) into the session's staging table and upsert it, in
