@@ -108,13 +108,14 @@ async def run_ours(
 
 
 def _poll_interval(stored: int, final: int, elapsed: float) -> float:
-    """Seconds until the next count. The count scans the growing metrics table (about 0.1 s
-    of a server process at a million rows) on the cores the workers need: poll every 0.25 s
-    near the end, where the time is read, and rarely before (at most 2 s, and at most
-    about 2 % of the time elapsed)."""
-    if stored >= 0.95 * final:
-        return 0.25
-    return min(2.0, max(0.25, elapsed / 50))
+    """Seconds until the next count. The count scans the growing metrics table on the cores
+    the workers need (about 40 ms of a server process at 150,000 rows; counting every 0.25 s
+    was 30 % of PostgreSQL's time in a 300,000-reading run), so wait half the time the rate
+    so far says is left: few counts early, tighter ones (down to 0.1 s) as the end nears."""
+    if stored <= 0:
+        return min(2.0, max(0.25, elapsed / 10))
+    left = max(final - stored, 0) * elapsed / stored
+    return min(2.0, max(0.1, left / 2))
 
 
 def _check_alive(processes: list[subprocess.Popen[bytes]], logs: list[Path]) -> None:

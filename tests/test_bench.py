@@ -63,3 +63,24 @@ def test_bench_runs_and_ends_with_the_json_summary() -> None:
     assert summary["state_bytes_per_mature_device"] > summary["state_bytes_per_device"]
     assert "ours" in completed.stdout  # the table
     assert "[bench" in completed.stderr  # progress
+
+
+@pytest.mark.parametrize("final", [250_000, 850_000, 2_500_000])
+def test_the_stored_count_is_polled_rarely_and_tightly_at_the_end(final: int) -> None:
+    """A run that stores windows at a steady rate: the harness counts them a few times, not
+    every quarter second (each count scans the table on the workers' cores), and it reads
+    the end within 0.1 s plus the count it is waiting for."""
+    from bench.ours import _poll_interval
+
+    rate = 20_000.0  # windows per second
+    finish = final / rate
+    elapsed = stored = 0.0
+    counts = 0
+    while stored < final:
+        elapsed += _poll_interval(int(stored), final, elapsed)
+        stored = min(final, rate * elapsed)
+        counts += 1
+    assert elapsed - finish <= 0.1 + 1e-9
+    assert counts <= 12 + finish / 2.0  # early counts at most every 2 s, then halving
+    quarter_second_counts = finish / 0.25
+    assert counts < quarter_second_counts / 2
