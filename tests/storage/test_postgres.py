@@ -35,6 +35,49 @@ async def test_a_replay_does_not_touch_rows(pg_pool: Any) -> None:
     assert after[("a", "day")] == before[("a", "day")]
 
 
+async def _energies(pool: Any) -> dict[tuple[str, str, int], tuple[float, int]]:
+    rows = await pool.fetch(
+        "SELECT device_id, period, window_start, energy_kwh, revision FROM metrics"
+    )
+    return {
+        (row["device_id"], row["period"], (row["window_start"] - T0) // timedelta(hours=1)): (
+            row["energy_kwh"],
+            row["revision"],
+        )
+        for row in rows
+    }
+
+
+async def test_new_and_revised_windows_beside_stored_ones(pg_pool: Any) -> None:
+    """New windows (revision 0) are inserted plainly, unless one is stored already; then the
+    whole batch goes through the upsert, and nothing of it is lost."""
+    sink = PostgresSink(pg_pool)
+    await sink.write([window("a", "hour", 0)])
+    # new and revised windows, none stored: inserted, and the revision upserted
+    await sink.write([window("a", "hour", 1), window("a", "hour", 0, revision=1, energy_kwh=0.5)])
+    assert sink.rows_changed == 3
+    # a stored window among new ones (its state started over: same revision, other values)
+    await sink.write(
+        [
+            window("a", "hour", 1, energy_kwh=0.75),
+            window("a", "hour", 2),
+            window("b", "hour", 0),
+            window("a", "hour", 3, revision=2, energy_kwh=1.5),
+        ]
+    )
+    assert sink.rows_changed == 7
+    assert await _energies(pg_pool) == {
+        ("a", "hour", 0): (0.5, 1),
+        ("a", "hour", 1): (0.75, 0),
+        ("a", "hour", 2): (0.25, 0),
+        ("b", "hour", 0): (0.25, 0),
+        ("a", "hour", 3): (1.5, 2),
+    }
+    # a replay of it all changes nothing
+    await sink.write([window("a", "hour", 1, energy_kwh=0.75), window("a", "hour", 2)])
+    assert sink.rows_changed == 7
+
+
 async def test_start_and_write_on_a_database_without_the_schema_are_rejected(
     pg_empty_database: str,
 ) -> None:
