@@ -60,12 +60,18 @@ class DeviceState:
     partition: int | None = None  # the changelog partition this state lives in
 
     def dump(self) -> list[Any]:
+        emitted = self.emitted
+        for key, (rev, fp) in emitted.items():
+            if type(fp) is not int:
+                # digested once: a state is written at every checkpoint that finds it
+                # changed, and its open windows' entries outlive many of them
+                emitted[key] = (rev, _digest(fp))
         return [
             STATE_VERSION,
             self.max_ts,
             self.readings,
             [[p, s, acc.dump()] for (p, s), acc in self.frozen.items()],
-            [[p, s, rev, _digest(fp)] for (p, s), (rev, fp) in self.emitted.items()],
+            [[p, s, rev, fp] for (p, s), (rev, fp) in emitted.items()],
             self.closed_until,
             self.pending,
             self.last_wall,

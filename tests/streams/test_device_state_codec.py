@@ -202,12 +202,16 @@ def test_emitted_fingerprints_are_written_as_the_blake2b_of_the_window_values() 
         if found:
             break
     state = found[0]
-    for (period, start), (_, fingerprint) in state.emitted.items():
-        assert not isinstance(fingerprint, int)  # kept lazily
+    lazy = list(state.emitted.items())
+    written = {(p, s): fp for p, s, _, fp in state.dump()[4]}
+    for (period, start), (revision, fingerprint) in lazy:
+        assert not isinstance(fingerprint, int)  # kept lazily until written
         values, cost = fingerprint
         text = repr((values, cost)).encode()
         expected = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big", signed=True)
-        written = {(p, s): fp for p, s, _, fp in state.dump()[4]}
         assert written[period, start] == expected
+        # digested once: the state keeps what it wrote, as a restored state holds it
+        assert state.emitted[period, start] == (revision, expected)
         restored = DeviceState.from_bytes(state.to_bytes())
         assert restored.emitted[period, start][1] == expected
+    assert state.dump() == DeviceState.from_bytes(state.to_bytes()).dump()
