@@ -529,7 +529,10 @@ class Engine:
         frozen = state.frozen
         emitted = state.emitted
         window_at = self.calendar.window_at
-        closing_days = [s for p, s in frozen if p == DAY and window_at(DAY, s)[1] <= anchor]
+        # Days tile time: a day window ends at or before the anchor exactly when it starts
+        # before the local midnight that begins the anchor's day.
+        anchor_day = self.calendar.day(anchor)[0]
+        closing_days = [s for p, s in frozen if p == DAY and s < anchor_day]
         if closing_days:
             closing_days.sort()
             prices = self.prices.prices
@@ -542,10 +545,9 @@ class Engine:
                     if target is None:
                         target = frozen[key] = Acc(self.n_prices)
                     target.merge_window(acc, prices)
-        closed_until = self.calendar.day(anchor)[0]
         closed = state.closed_until
-        if closed is None or closed_until > closed:
-            state.closed_until = closed = closed_until
+        if closed is None or anchor_day > closed:
+            state.closed_until = closed = anchor_day
         hour_limit = anchor - US_PER_HOUR
         doomed = []
         for key in frozen:
@@ -559,7 +561,14 @@ class Engine:
             del frozen[key]
             emitted.pop(key, None)
         for key in [key for key in emitted if key not in frozen]:
-            if window_at(key[0], key[1])[1] <= (anchor if key[0] <= DAY else closed):
+            period, start = key
+            if period == HOUR:
+                gone = start <= hour_limit
+            elif period == DAY:
+                gone = start < anchor_day
+            else:
+                gone = window_at(period, start)[1] <= closed
+            if gone:
                 del emitted[key]
 
 
