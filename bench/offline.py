@@ -2,7 +2,7 @@
 
 ``python -m bench.offline {single,batched} READINGS [--devices N] [--profile]`` runs the
 benchmark's workload through the real ``ReadingPipeline`` with anomaly scoring, and outputs
-that do the worker's serialization (window JSON, the PostgreSQL batch, changelog states and
+that do the worker's serialization (window JSON, the PostgreSQL COPY rows, changelog states and
 baselines) but no I/O; states are checkpointed every ``STATE_INTERVAL`` as in the worker. It
 prints readings per second, and with ``--profile`` the top of a cProfile. The real worker
 adds Kafka, PostgreSQL and Faust's consumer on top of this.
@@ -24,7 +24,8 @@ from agents.scoring import BaselineStore, PartitionScorers
 from bench.workload import generate
 from models.metrics import WindowAggregate, json_many
 from service.settings import Settings
-from storage.postgres import metrics_json
+from storage.metrics_copy import copy_data
+from storage.postgres import _dedupe
 from streams.anomaly import anomaly_config_from_settings
 from streams.config import config_from_settings
 from streams.processor import StreamProcessor
@@ -51,8 +52,8 @@ class SerializingOutputs:
         return None
 
     async def publish(self, windows: Sequence[WindowAggregate]) -> None:
-        encoded = json_many(windows)
-        metrics_json(windows, encoded)
+        json_many(windows)  # the energy.metrics messages
+        copy_data(_dedupe(windows))  # PostgresSink's rows (its staged COPY path)
         self.windows += len(windows)
 
     async def publish_anomalies(self, items: Sequence[tuple[str, bytes]]) -> None:
