@@ -306,8 +306,9 @@ def _dedupe(batch: Sequence[WindowAggregate]) -> list[WindowAggregate]:
 
 class PostgresSink:
     """Upserts window aggregates into ``metrics``, one transaction per batch: binary COPY into
-    a temporary staging table and one INSERT ... ON CONFLICT from it (else one statement
-    with the batch as JSON or typed arrays)."""
+    a temporary staging table, then a plain INSERT of the new windows (revision 0) and
+    INSERT ... ON CONFLICT for the revised ones, or for all of them when a new one is
+    stored already (else one statement with the batch as JSON or typed arrays)."""
 
     name = SINK_NAME
 
