@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from service.cli import COMMANDS, main
+from service.cli import main
+from service.commands.parser import COMMANDS
 
 
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:

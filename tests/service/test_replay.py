@@ -9,6 +9,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from service import cli
+from service.commands.exit_codes import EXIT_OK
 from service.replay import ReplayError, ReplayRange, replay
 from tests.plugins.kafka import read_topic
 
@@ -74,7 +75,7 @@ def test_cli_replays_and_reports(
     code = cli.main(
         ["replay", "--bootstrap", kafka_bootstrap, "--reason", "late", "--reason", "invalid_json"]
     )
-    assert code == cli.EXIT_OK
+    assert code == EXIT_OK
     err = capsys.readouterr().err
     assert "replayed 4 of 6 dead letters (0:0..5)" in err
     assert "skipped invalid_schema 1, out_of_range 1" in err
