@@ -6,7 +6,7 @@ from typing import Any
 
 from faust.serializers import codecs
 
-from streams.device import DeviceState
+from streams.device_state import DeviceState
 
 
 class DeviceStateCodec(codecs.Codec):

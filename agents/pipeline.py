@@ -32,7 +32,8 @@ from agents.scoring import PartitionScorers, anomaly_record
 from models.metrics import WindowAggregate
 from streams.anomaly_stream import ScoredWindow
 from streams.decode import Reading, Rejection, reading_bytes
-from streams.device import DeviceState, Emission
+from streams.device_state import DeviceState
+from streams.emission import Emission
 from streams.processor import BatchResult, StreamProcessor
 from streams.timeparse import format_us
 

@@ -23,7 +23,7 @@ from storage.base import DeviceSeen, SinkUnavailable
 from storage.migrations import migrate_pool
 from storage.postgres import PostgresRepository, PostgresSink, create_pool
 from storage.resilient import ResilientSink
-from streams.anomaly import anomaly_config_from_settings
+from streams.anomaly_config import anomaly_config_from_settings
 from streams.config import config_from_settings
 from streams.decode import Reading, Rejection
 from streams.processor import StreamProcessor

@@ -17,11 +17,13 @@ from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequenc
 from typing import Any, Protocol
 
 from models.metrics import WindowAggregate
-from streams.anomaly import AnomalyConfig, AnomalyDetector
+from streams.anomaly import AnomalyDetector
 from streams.anomaly_baseline import DeviceBaseline
+from streams.anomaly_config import AnomalyConfig
 from streams.anomaly_stream import ScoredWindow, order_emissions, score_emissions
 from streams.decode import Reading
-from streams.device import DeviceState, Emission
+from streams.device_state import DeviceState
+from streams.emission import Emission
 
 logger = logging.getLogger(__name__)
 

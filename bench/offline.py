@@ -26,7 +26,7 @@ from models.metrics import WindowAggregate, json_many
 from service.settings import Settings
 from storage.metrics_copy import copy_data
 from storage.postgres import _dedupe
-from streams.anomaly import anomaly_config_from_settings
+from streams.anomaly_config import anomaly_config_from_settings
 from streams.config import config_from_settings
 from streams.processor import StreamProcessor
 

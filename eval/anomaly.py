@@ -28,7 +28,7 @@ from sklearn.ensemble import IsolationForest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from eval.generator import KINDS, Dataset, LabelKey, generate
-from streams.anomaly import AnomalyConfig
+from streams.anomaly_config import AnomalyConfig
 from streams.anomaly_stream import ScoredWindow, StreamScorer, score_lines
 from streams.config import ProcessingConfig
 

@@ -42,17 +42,19 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Final, Protocol
+from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 import orjson
 from river import anomaly as river_anomaly
 from river import stats as river_stats
 
-from streams.anomaly_baseline import BaselineParams, DeviceBaseline
+from streams.anomaly_baseline import DeviceBaseline
 from streams.anomaly_batch import day_window, score_batch
+from streams.anomaly_config import AnomalyConfig, ModelParams
 from streams.anomaly_features import add_time
-from streams.device import Emission
+from streams.anomaly_score import AnomalyScore
+from streams.emission import Emission
 from streams.hst import ArrayHalfSpaceTrees
 
 logger = logging.getLogger(__name__)
@@ -61,104 +63,6 @@ MODEL_VERSION: Final = 1
 SCORED_PERIODS: Final = ("hour", "day")
 _US_PER_HOUR: Final = 3_600_000_000
 _US_PER_DAY: Final = 24 * _US_PER_HOUR
-
-
-@dataclass(frozen=True)
-class ModelParams:
-    """Half-Space Trees size: cost per window grows with ``n_trees * height``, memory with
-    ``n_trees * 2**height``; ``window_size`` windows form the reference mass."""
-
-    n_trees: int = 25
-    height: int = 8
-    window_size: int = 250
-
-
-@dataclass(frozen=True)
-class AnomalyConfig:
-    timezone: str = "UTC"  # hour-of-week and weekday are local (SEMANTICS.md TIMEZONE)
-    seed: int = 42
-    hour_model: ModelParams = field(default_factory=ModelParams)
-    day_model: ModelParams = field(default_factory=lambda: ModelParams(25, 6, 100))
-    warmup_days: float = 7.0  # no flag before a device's windows span this many days
-    flag_quantile: float = 0.99  # flag scores above this running quantile ...
-    min_scores: int = 200  # ... once this many scores are in it
-    threshold: float | None = None  # or flag above this fixed score instead
-    time_features: bool = False  # also give the model hour-of-day and weekday (cyclic)
-    baseline: BaselineParams = field(default_factory=BaselineParams)
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.flag_quantile < 1.0:
-            raise ValueError("flag_quantile must be between 0 and 1")
-        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
-            raise ValueError("threshold must be between 0 and 1")
-        if self.warmup_days < 0:
-            raise ValueError("warmup_days must not be negative")
-        ZoneInfo(self.timezone)
-
-
-def anomaly_config_from_settings(settings: object, **overrides: Any) -> AnomalyConfig:
-    """The detector's configuration from the service's Settings (``ANOMALY_*``, ``TIMEZONE``)
-    without importing them here; ``overrides`` that are not None win (command-line flags)."""
-    values: dict[str, Any] = {
-        "timezone": str(getattr(settings, "timezone", "UTC")),
-        "flag_quantile": float(getattr(settings, "anomaly_flag_quantile", 0.99)),
-        "threshold": getattr(settings, "anomaly_threshold", None),
-        "warmup_days": float(getattr(settings, "anomaly_warmup_days", 7.0)),
-    }
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return AnomalyConfig(**values)
-
-
-class Explanations(Protocol):
-    """Where a batch's explanations come from, built when first asked for."""
-
-    def explain(self, at: int) -> dict[str, float]: ...
-
-
-class AnomalyScore:
-    """A window's score (in [0, 1]; higher is more unusual), its flag, and ``features``: what
-    the score was computed from (z-scores, expectation), given or built on first use from
-    ``source`` (most windows' are never read: only flagged ones are published)."""
-
-    __slots__ = ("_at", "_features", "_source", "is_anomaly", "score")
-
-    def __init__(
-        self,
-        score: float,
-        is_anomaly: bool,
-        features: dict[str, float] | None = None,
-        source: Explanations | None = None,
-        at: int = 0,
-    ) -> None:
-        self.score = score
-        self.is_anomaly = is_anomaly
-        self._features = features
-        self._source = source
-        self._at = at
-
-    @property
-    def features(self) -> dict[str, float]:
-        if self._features is None:
-            self._features = {} if self._source is None else self._source.explain(self._at)
-            self._source = None
-        return self._features
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, AnomalyScore):
-            return NotImplemented
-        return (self.score, self.is_anomaly, self.features) == (
-            other.score,
-            other.is_anomaly,
-            other.features,
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return (
-            f"AnomalyScore(score={self.score!r}, is_anomaly={self.is_anomaly!r}, "
-            f"features={self.features!r})"
-        )
 
 
 @dataclass

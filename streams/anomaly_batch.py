@@ -22,10 +22,11 @@ import numpy as np
 from streams.anomaly_baseline import DeviceBaseline
 from streams.anomaly_features import add_time, day_explained, day_inputs
 from streams.anomaly_hours import HOUR_INPUTS, BaselineMatrix, HourExplanations, HourStep
-from streams.device import Emission
+from streams.anomaly_score import AnomalyScore
+from streams.emission import Emission
 
 if TYPE_CHECKING:
-    from streams.anomaly import AnomalyDetector, AnomalyScore
+    from streams.anomaly import AnomalyDetector
 
 _US_PER_HOUR: Final = 3_600_000_000
 _US_PER_DAY: Final = 24 * _US_PER_HOUR
@@ -72,8 +73,6 @@ def score_batch(
 ) -> list[AnomalyScore]:
     """``score`` of each (window, final) in order, with the same results; see module doc.
     A window is an ``Emission.fields()`` mapping, or the Emission itself."""
-    from streams.anomaly import AnomalyScore
-
     config = detector.config
     baselines = detector.baselines
     hour_model = detector.models["hour"]

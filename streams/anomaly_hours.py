@@ -1,7 +1,7 @@
 """Hour windows of many devices scored at once: ``DeviceBaseline.score_hour`` on columns.
 
 The baselines of a batch's devices are rows of two matrices (float32 values, uint16 counts,
-the layouts of ``streams.anomaly_baseline``). One step takes at most one hour window per
+the layouts of ``streams.anomaly_baseline_layout``). One step takes at most one hour window per
 device, so its windows touch different rows and numpy computes them together: features,
 model inputs, explanations, and the learning of the final ones. Steps run in each device's
 order of windows, so every device sees its own windows one after the other, as
@@ -28,7 +28,8 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from streams.anomaly_baseline import BaselineParams, layout
+from streams.anomaly_baseline_layout import layout
+from streams.anomaly_config import BaselineParams
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]

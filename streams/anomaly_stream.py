@@ -20,10 +20,13 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
-from streams.anomaly import SCORED_PERIODS, AnomalyConfig, AnomalyDetector, AnomalyScore
+from streams.anomaly import SCORED_PERIODS, AnomalyDetector
+from streams.anomaly_config import AnomalyConfig
+from streams.anomaly_score import AnomalyScore
 from streams.config import ProcessingConfig
 from streams.decode import Reading
-from streams.device import DeviceState, Emission
+from streams.device_state import DeviceState
+from streams.emission import Emission
 from streams.processor import BatchResult, StreamProcessor
 from streams.timeparse import format_us
 from streams.windows import PERIOD_CODES

@@ -1,4 +1,5 @@
-"""Per-device stream state and the exact fold of SEMANTICS.md sections 2, 3, 4 and 6.
+"""The exact fold of SEMANTICS.md sections 2, 3, 4 and 6, acting on each device's state
+(streams/device_state.py) and emitting window values (streams/emission.py).
 
 State per device: the largest accepted timestamp, the accepted readings from the *anchor*
 (the last reading at or before the watermark) onwards, partial sums ("frozen") of windows
@@ -13,176 +14,23 @@ for any arrival order within grace and any split into batches.
 
 from __future__ import annotations
 
-import hashlib
 from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal
-from functools import lru_cache
 from typing import Any
 
-from models.metrics import WindowAggregate
 from streams.accumulator import Acc
 from streams.config import ProcessingConfig
 from streams.decode import Reading
-from streams.device_state_codec import decode, encode
+from streams.device_state import DeviceState, Fingerprint, Key, digest_fingerprint
+from streams.emission import Emission
 from streams.tariff import PriceTable
-from streams.timeparse import US_PER_HOUR, US_PER_S, us_to_datetime
+from streams.timeparse import US_PER_HOUR, US_PER_S
 from streams.windows import DAY, HOUR, MONTH, PERIOD_NAMES, WEEK, Calendar
 
-STATE_VERSION = 1
 _COMBINED = (WEEK, MONTH)
 _ALL = (HOUR, DAY, WEEK, MONTH)
 _LOCAL = (DAY, WEEK, MONTH)  # periods whose windows follow the local calendar
-
-Key = tuple[int, int]  # (period code, window start us)
-Fingerprint = int | tuple[tuple[Any, ...], Decimal]  # see DeviceState.emitted
-
-
-@dataclass(slots=True)
-class DeviceState:
-    """Everything one device needs: ``dump``/``load`` give its fields as a JSON-ready list,
-    ``to_bytes``/``from_bytes`` its changelog form (streams/device_state_codec.py)."""
-
-    max_ts: int | None = None
-    # [ts, power_w, energy_kwh] ascending by ts; [0] is the anchor.
-    readings: list[list[Any]] = field(default_factory=list)
-    frozen: dict[Key, Acc] = field(default_factory=dict)
-    # revision, fingerprint: an int, or the values it is computed from when first needed
-    # (most emitted windows are closed before they are compared or written)
-    emitted: dict[Key, tuple[int, Fingerprint]] = field(default_factory=dict)
-    closed_until: int | None = None  # day windows ending at or before this are folded
-    pending: bool = False  # accepted data not yet emitted by an idle flush
-    last_wall: float = 0.0  # wall clock (s) of the last message for this device
-    # source partition -> highest offset folded in (a replay after a crash skips those)
-    offsets: dict[int, int] = field(default_factory=dict)
-    partition: int | None = None  # the changelog partition this state lives in
-
-    def dump(self) -> list[Any]:
-        emitted = self.emitted
-        for key, (rev, fp) in emitted.items():
-            if type(fp) is not int:
-                # digested once: a state is written at every checkpoint that finds it
-                # changed, and its open windows' entries outlive many of them
-                emitted[key] = (rev, _digest(fp))
-        return [
-            STATE_VERSION,
-            self.max_ts,
-            self.readings,
-            [[p, s, acc.dump()] for (p, s), acc in self.frozen.items()],
-            [[p, s, rev, fp] for (p, s), (rev, fp) in emitted.items()],
-            self.closed_until,
-            self.pending,
-            self.last_wall,
-            [[p, o] for p, o in self.offsets.items()],
-            self.partition,
-        ]
-
-    @classmethod
-    def load(cls, data: list[Any]) -> DeviceState:
-        version = data[0]
-        if version != STATE_VERSION:
-            raise ValueError(f"unknown device state version {version}")
-        return cls(
-            max_ts=data[1],
-            readings=[list(r) for r in data[2]],
-            frozen={(p, s): Acc.load(acc) for p, s, acc in data[3]},
-            emitted={(p, s): (rev, fp) for p, s, rev, fp in data[4]},
-            closed_until=data[5],
-            pending=data[6],
-            last_wall=data[7],
-            offsets={p: o for p, o in data[8]},
-            partition=data[9],
-        )
-
-    def to_bytes(self) -> bytes:
-        """Compact binary (format version 2); ``from_bytes`` restores the state bit for bit."""
-        return encode(self.dump())
-
-    @classmethod
-    def from_bytes(cls, data: bytes | str) -> DeviceState:
-        """A state from ``to_bytes`` output, or from the JSON of format version 1; a
-        ValueError says what is wrong with anything else."""
-        fields = decode(data)
-        try:
-            return cls.load(fields)
-        except (LookupError, TypeError, ArithmeticError) as exc:  # Decimal("x") is one
-            raise ValueError(f"device state malformed: {exc!r}") from exc
-
-
-@dataclass(slots=True)
-class Emission:
-    """A window's value as emitted, with its revision."""
-
-    device_id: str
-    period: str
-    window_start: int
-    window_end: int
-    acc: Acc
-    cost: Decimal
-    revision: int
-
-    def to_model(
-        self,
-        currency: str,
-        anomaly_score: float | None = None,
-        is_anomaly: bool | None = None,
-    ) -> WindowAggregate:
-        """The emitted window as a model (the values of ``fields()``, with datetimes)."""
-        acc = self.acc
-        pcount = acc.pcount
-        pmin = acc.pmin
-        pmax = acc.pmax
-        first = acc.first
-        last = acc.last
-        first_ts = _datetime_or_none(first)
-        # Built in the model's field order, with the types its validation would give.
-        return WindowAggregate.trusted(
-            {
-                "device_id": self.device_id,
-                "period": self.period,
-                "window_start": _bound(self.window_start),
-                "window_end": _bound(self.window_end),
-                "reading_count": acc.count,
-                "power_reading_count": pcount,
-                "power_mean_w": float(acc.psum / pcount) if pcount else None,
-                "power_min_w": None if pmin is None else float(pmin),
-                "power_max_w": None if pmax is None else float(pmax),
-                "energy_kwh": float(acc.energy),
-                "cost": self.cost,
-                "currency": currency,
-                "coverage": acc.covered / (self.window_end - self.window_start),
-                "covered_seconds": acc.covered / US_PER_S,
-                "first_ts": first_ts,
-                "last_ts": first_ts if last == first else _datetime_or_none(last),
-                "anomaly_score": None if anomaly_score is None else float(anomaly_score),
-                "is_anomaly": None if is_anomaly is None else bool(is_anomaly),
-                "revision": self.revision,
-            }
-        )
-
-    def fields(self) -> dict[str, Any]:
-        acc = self.acc
-        length = self.window_end - self.window_start
-        return {
-            "device_id": self.device_id,
-            "period": self.period,
-            "window_start": self.window_start,
-            "window_end": self.window_end,
-            "reading_count": acc.count,
-            "power_reading_count": acc.pcount,
-            "power_mean_w": acc.psum / acc.pcount if acc.pcount else None,
-            "power_min_w": acc.pmin,
-            "power_max_w": acc.pmax,
-            "energy_kwh": acc.energy,
-            "cost": self.cost,
-            "coverage": acc.covered / length,
-            "covered_seconds": acc.covered / US_PER_S,
-            "first_ts": acc.first,
-            "last_ts": acc.last,
-            "revision": self.revision,
-        }
 
 
 @dataclass(slots=True)
@@ -193,22 +41,6 @@ class BatchOutcome:
     late: list[Reading] = field(default_factory=list)
     emissions: list[Emission] = field(default_factory=list)
     accepted_readings: list[Reading] = field(default_factory=list)
-
-
-# Window bounds repeat across devices and batches: their datetimes are cached.
-_bound = lru_cache(maxsize=1 << 14)(us_to_datetime)
-
-
-def _datetime_or_none(ts: int | None) -> datetime | None:
-    return None if ts is None else us_to_datetime(ts)
-
-
-def _digest(fingerprint: Fingerprint) -> int:
-    """A window value's fingerprint as stored: blake2b of the repr of its sums and cost."""
-    if isinstance(fingerprint, int):
-        return fingerprint
-    digest = hashlib.blake2b(repr(fingerprint).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
 
 
 class Engine:
@@ -512,8 +344,8 @@ class Engine:
         cost = acc.priced(self.prices.prices)
         revision = 0 if previous is None else previous[0] + 1
         if previous is not None:
-            fingerprint: Fingerprint = _digest((acc.fingerprint(), cost))
-            if _digest(previous[1]) == fingerprint:
+            fingerprint: Fingerprint = digest_fingerprint((acc.fingerprint(), cost))
+            if digest_fingerprint(previous[1]) == fingerprint:
                 return
             state.emitted[key] = (revision, fingerprint)
         elif closing is None or period > DAY or end > closing:

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 
 from streams.config import ProcessingConfig
 from streams.decode import LATE, Reading, ReadingDecoder, Rejection, reading_bytes
-from streams.device import DeviceState, Emission, Engine
+from streams.device import Engine
+from streams.device_state import DeviceState
+from streams.emission import Emission
 from streams.timeparse import format_us
 
 

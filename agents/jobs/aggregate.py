@@ -24,7 +24,8 @@ from models.jobs import AggregateParameters
 from models.metrics import PERIODS
 from streams.config import config_from_settings
 from streams.decode import Reading
-from streams.device import DeviceState, Emission
+from streams.device_state import DeviceState
+from streams.emission import Emission
 from streams.processor import BatchResult, StreamProcessor
 from streams.timeparse import US_PER_S, datetime_to_us, format_us
 from streams.windows import PERIOD_CODES

@@ -14,7 +14,7 @@ from models.api import decimal_text
 from models.jobs import DeviceBatchParameters
 from streams.config import config_from_settings
 from streams.decode import INVALID_SCHEMA, Rejection
-from streams.device import DeviceState
+from streams.device_state import DeviceState
 from streams.processor import BatchResult, StreamProcessor
 
 # Rejected readings listed one by one in the result (all are counted by reason).

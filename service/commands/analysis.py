@@ -24,7 +24,7 @@ def score_command(
 
     import orjson
 
-    from streams.anomaly import anomaly_config_from_settings
+    from streams.anomaly_config import anomaly_config_from_settings
     from streams.anomaly_stream import StreamScorer, score_lines, window_row
     from streams.config import config_from_settings
 

@@ -14,7 +14,7 @@ import pytest
 from agents.pipeline import Message, ReadingPipeline
 from models.metrics import WindowAggregate
 from streams.config import ProcessingConfig
-from streams.device import DeviceState
+from streams.device_state import DeviceState
 from streams.processor import StreamProcessor
 from tests.agents.test_pipeline import reading
 

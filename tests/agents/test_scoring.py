@@ -14,9 +14,9 @@ import pytest
 from agents.pipeline import Message, ReadingPipeline
 from agents.scoring import BaselineStore, PartitionScorers
 from models.metrics import WindowAggregate
-from streams.anomaly import AnomalyConfig, ModelParams
+from streams.anomaly_config import AnomalyConfig, ModelParams
 from streams.config import ProcessingConfig
-from streams.device import DeviceState
+from streams.device_state import DeviceState
 from streams.processor import StreamProcessor
 from tests.agents.test_pipeline import ListOutputs
 

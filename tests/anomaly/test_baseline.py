@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import random
 
-from streams.anomaly_baseline import BaselineParams, DeviceBaseline
+from streams.anomaly_baseline import DeviceBaseline
+from streams.anomaly_config import BaselineParams
 from streams.anomaly_features import hour_explained, hour_inputs
 
 HOUR_US = 3_600_000_000

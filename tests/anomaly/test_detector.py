@@ -8,8 +8,9 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.anomaly import AnomalyConfig, AnomalyDetector, ModelParams
+from streams.anomaly import AnomalyDetector
 from streams.anomaly_baseline import DeviceBaseline
+from streams.anomaly_config import AnomalyConfig, ModelParams
 from tests.anomaly.conftest import DAY_US, HOUR_US, daily_pattern, dump_v1, hour_window
 
 

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from eval.generator import Dataset
-from streams.anomaly import AnomalyConfig, AnomalyDetector, AnomalyScore, ModelParams
-from streams.anomaly_baseline import BaselineParams
+from streams.anomaly import AnomalyDetector
+from streams.anomaly_config import AnomalyConfig, BaselineParams, ModelParams
+from streams.anomaly_score import AnomalyScore
 from streams.anomaly_stream import StreamScorer
 from streams.config import ProcessingConfig
 

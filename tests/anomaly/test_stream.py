@@ -11,7 +11,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 
 from eval.generator import Dataset
-from streams.anomaly import AnomalyConfig, ModelParams
+from streams.anomaly_config import AnomalyConfig, ModelParams
 from streams.anomaly_stream import ScoredWindow, StreamScorer, WindowKey, score_lines
 from streams.config import ProcessingConfig
 

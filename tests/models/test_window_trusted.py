@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from models.metrics import PERIODS, WindowAggregate
 from streams.accumulator import Acc
-from streams.device import Emission
+from streams.emission import Emission
 from streams.timeparse import us_to_datetime
 
 US_PER_DAY = 86_400_000_000

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from streams.config import ProcessingConfig
-from streams.device import DeviceState
+from streams.device_state import DeviceState
 from streams.processor import StreamProcessor
 from tests.oracle import OracleReading
 

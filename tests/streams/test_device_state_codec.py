@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from bench.workload import generate
 from streams.config import ProcessingConfig
-from streams.device import DeviceState
+from streams.device_state import DeviceState
 from streams.processor import StreamProcessor
 from tests.damage import assert_refuses_damage
 from tests.oracle import OracleReading

@@ -10,7 +10,7 @@ import pytest
 
 from models.tariff import Tariff
 from streams.config import ProcessingConfig
-from streams.device import DeviceState
+from streams.device_state import DeviceState
 from streams.processor import StreamProcessor
 from streams.timeparse import parse_rfc3339 as ts
 
