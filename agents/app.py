@@ -9,20 +9,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import faust
-from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP
 
+from agents import consumer_patches
 from agents import intake as intake_module
 from agents.codec import register as register_codecs
-from agents.jobs.schedule import create_scheduled
+from agents.consumer_patches import faust_add_gap
+from agents.jobs.schedule import schedule_timer
 from agents.jobs.worker import CallbackSink, JobWorker
-from agents.pipeline import Message, ReadingPipeline
+from agents.messages import Message, messages_from_events
+from agents.pipeline import ReadingPipeline
 from agents.resources import PartitionMismatch, WorkerResources
 from models.metrics import WindowAggregate
 from service.endpoints import bootstrap_servers
@@ -159,49 +160,9 @@ job_worker = JobWorker(
     settings, worker_id=resources.worker_id, sink=CallbackSink(_publish_job_windows)
 )
 
-
-# Faust treats a jump in fetched offsets as a legitimate hole (compaction, transaction
-# markers) and commits past it. Its consumer can also drop records around a suspended flow,
-# so a jump may hide unprocessed readings: the pipeline repairs jumps by seeking back, and
-# only holes it has proven real are handed to Faust (see agents/contiguity.py).
-_faust_add_gap = FaustConsumer._add_gap
-
-
-async def _no_implicit_gaps(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
-    logger.debug("offset jump %s %s..%s left to the pipeline", tp, offset_from, offset_to)
-
-
-FaustConsumer._add_gap = _no_implicit_gaps  # type: ignore[method-assign]
-
-_faust_wait_empty = FaustConsumer.wait_empty
-
-
-async def _wait_empty_checkpointing(self: Any) -> None:
-    """Before a rebalance and at shutdown Faust waits until every record in flight is
-    acked; the readings' records are acked at state checkpoints, so keep writing them
-    (at once, not after STATE_INTERVAL) until the wait is over."""
-    keeper = asyncio.ensure_future(_checkpoint_while_waiting())
-    try:
-        await _faust_wait_empty(self)
-    finally:
-        keeper.cancel()
-
-
-async def _checkpoint_while_waiting() -> None:
-    if not resources.started:
-        return
-    pipeline = await resources.ready()
-    while True:
-        try:
-            await pipeline.checkpoint_states(force=True)
-        except Exception as exc:  # a failed store stops the worker through its batches
-            logger.warning("state checkpoint failed while waiting for acks: %r", exc)
-            return
-        await asyncio.sleep(0.2)
-
-
-FaustConsumer.wait_empty = _wait_empty_checkpointing  # type: ignore[method-assign]
-
+# Faust's consumer would commit past offset jumps the pipeline has not repaired, and wait
+# for acks without the state checkpoints they come with (agents/consumer_patches.py).
+consumer_patches.install(resources)
 
 # The readings topic's records skip Faust's per-record stream machinery (agents/intake.py).
 intake = intake_module.Intake([settings.readings_topic], maxsize=4 * settings.batch_max)
@@ -215,7 +176,7 @@ async def _after_batch(pipeline: ReadingPipeline) -> None:
         await app.consumer.seek(TP(topic, partition), offset)
     while pipeline.accepted_holes:
         (topic, partition), start, end = pipeline.accepted_holes.pop()
-        await _faust_add_gap(app.consumer, TP(topic, partition), start, end - 1)  # type: ignore[arg-type]
+        await faust_add_gap(app.consumer, TP(topic, partition), start, end - 1)  # type: ignore[arg-type]
 
 
 def _committed(tp: tuple[str, int]) -> int | None:
@@ -225,24 +186,6 @@ def _committed(tp: tuple[str, int]) -> int | None:
     except AttributeError:
         return None
     return int(value) if value is not None else None
-
-
-def _messages(events: Any, repartitioned: bool) -> list[Message]:
-    out = []
-    for event in events:
-        msg = event.message
-        value = event.value
-        out.append(
-            Message(
-                msg.topic,
-                msg.partition,
-                msg.offset,
-                msg.key,
-                value if isinstance(value, bytes) else b"" if value is None else bytes(value),
-                repartitioned,
-            )
-        )
-    return out
 
 
 async def _fold(messages: list[Message], *, checkpoint: bool = False) -> asyncio.Future[None]:
@@ -264,23 +207,6 @@ async def _stop_worker(exc: BaseException) -> None:
     # and the supervisor (`run`, compose, Kubernetes) shows and restarts it.
     logger.critical("stopping the worker: batch failed: %r", exc, exc_info=exc)
     await app.crash(exc)  # type: ignore[arg-type]
-
-
-def _ack_when_stored(consumer: Any, records: list[Any]) -> Callable[[asyncio.Future[None]], None]:
-    def done(stored: asyncio.Future[None]) -> None:
-        if stored.cancelled():
-            return
-        exc = stored.exception()
-        if exc is not None:
-            _background.add(task := asyncio.ensure_future(_stop_worker(exc)))
-            task.add_done_callback(_background.discard)
-            return
-        intake_module.ack(consumer, records)
-
-    return done
-
-
-_background: set[asyncio.Future[None]] = set()
 
 
 @app.agent(readings_topic)
@@ -315,7 +241,7 @@ async def process_readings() -> None:
             [Message(r.topic, r.partition, r.offset, r.key, r.value or b"") for r in records]
         )
         # Acked once stored; meanwhile the next batch is folded.
-        stored.add_done_callback(_ack_when_stored(consumer, records))
+        stored.add_done_callback(intake_module.ack_when_stored(consumer, records, _stop_worker))
 
 
 @app.agent(repartition_topic)
@@ -323,7 +249,7 @@ async def process_repartitioned(stream: Any) -> None:
     """Readings that arrived on a partition other than their device's, rekeyed."""
     async for events in stream.take_events(settings.batch_max, within=settings.batch_within):
         # Its events are acked when the next batch is taken: store their states now.
-        stored = await _fold(_messages(events, repartitioned=True), checkpoint=True)
+        stored = await _fold(messages_from_events(events, repartitioned=True), checkpoint=True)
         try:
             await stored  # the stream acks these events when the next batch is taken
         except Exception as exc:
@@ -344,38 +270,9 @@ async def start_job_loop() -> None:
     job_worker.start()
 
 
-def _schedule(kind: str, cron: str) -> None:
-    """A leader-only crontab in TIMEZONE that records the kind's job and queues it here."""
-    if not cron:
-        logger.info("timer off", extra={"kind": kind})
-        return
-
-    async def fire() -> None:
-        try:
-            store = await job_worker.ensure_store()
-            job = await create_scheduled(
-                store,
-                settings.app_id,
-                kind,
-                datetime.now(UTC),
-                settings.timezone,
-                settings.grace,
-            )
-        except Exception as exc:  # the next firing tries again; pending jobs are reconciled
-            logger.warning(
-                "timer could not create its job", extra={"kind": kind, "error": repr(exc)}
-            )
-            return
-        if job is not None:
-            job_worker.queue.put_nowait(job.id)
-
-    fire.__name__ = fire.__qualname__ = f"schedule_{kind}"
-    app.crontab(cron, timezone=ZoneInfo(settings.timezone), on_leader=True)(fire)
-
-
-_schedule("rollup", settings.schedule_rollup)
-_schedule("anomaly_review", settings.schedule_anomaly_review)
-_schedule("cleanup", settings.schedule_cleanup)
+schedule_timer(app, job_worker, settings, "rollup", settings.schedule_rollup)
+schedule_timer(app, job_worker, settings, "anomaly_review", settings.schedule_anomaly_review)
+schedule_timer(app, job_worker, settings, "cleanup", settings.schedule_cleanup)
 
 
 @app.timer(interval=settings.job_reconcile_interval)

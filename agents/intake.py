@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, cast
 
 from faust.transport.consumer import CONSUMER_FETCHING, Consumer
@@ -199,3 +199,27 @@ def ack(consumer: Any, messages: Iterable[Any]) -> None:
     acknowledge = consumer.ack
     for message in messages:
         acknowledge(message)
+
+
+def ack_when_stored(
+    consumer: Any,
+    records: list[Any],
+    stop_worker: Callable[[BaseException], Awaitable[None]],
+) -> Callable[[asyncio.Future[None]], None]:
+    """A done callback for the storing of ``records``' batch: ack them once it is stored,
+    or ``stop_worker`` with its failure."""
+
+    def done(stored: asyncio.Future[None]) -> None:
+        if stored.cancelled():
+            return
+        exc = stored.exception()
+        if exc is not None:
+            _background.add(task := asyncio.ensure_future(stop_worker(exc)))
+            task.add_done_callback(_background.discard)
+            return
+        ack(consumer, records)
+
+    return done
+
+
+_background: set[asyncio.Future[None]] = set()

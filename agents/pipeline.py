@@ -20,113 +20,24 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Protocol
-
-import orjson
+from typing import Any
 
 from agents.contiguity import ContiguousOffsets
+from agents.messages import Message, forward_value
+from agents.outputs import Outputs
 from agents.produce import key_partition
 from agents.scoring import PartitionScorers, anomaly_record
 from models.metrics import WindowAggregate
 from streams.anomaly_stream import ScoredWindow
-from streams.decode import Reading, Rejection, reading_bytes
+from streams.decode import Reading
 from streams.device_state import DeviceState
 from streams.emission import Emission
 from streams.processor import BatchResult, StreamProcessor
-from streams.timeparse import format_us
 
 logger = logging.getLogger(__name__)
 
 SLOW_OUTPUTS_S = 0.5
-# Kafka's default limit for one record is 1 MiB (max.message.bytes, the producer's
-# max_request_size); outputs stay well below it whatever the input was.
-MAX_DLQ_VALUE_BYTES = 512 * 1024
-MAX_FORWARD_VALUE_BYTES = 64 * 1024
-
-
-def dlq_value(raw: bytes) -> tuple[bytes, list[tuple[str, bytes]]]:
-    """The DLQ value for rejected bytes, and extra headers: a value above
-    MAX_DLQ_VALUE_BYTES is cut there (``truncated``, ``original.bytes`` headers); the whole
-    message stays on its source topic at the ``source.*`` headers' position."""
-    if len(raw) <= MAX_DLQ_VALUE_BYTES:
-        return raw, []
-    return raw[:MAX_DLQ_VALUE_BYTES], [
-        ("truncated", b"true"),
-        ("original.bytes", str(len(raw)).encode()),
-    ]
-
-
-def forward_value(reading: Reading) -> bytes:
-    """A reading re-sent to its device's partition: its own JSON text, or, when that is
-    large (big unknown fields), just the contract's fields (the rest is ignored anyway)."""
-    value = reading_bytes(reading)
-    if len(value) <= MAX_FORWARD_VALUE_BYTES:
-        return value
-    return orjson.dumps(
-        {
-            "device_id": reading.device_id,
-            "timestamp": format_us(reading.ts),
-            "power_w": reading.power_w,
-            "energy_kwh": reading.energy_kwh,
-        }
-    )
-
-
-@dataclass(slots=True)
-class Message:
-    """One consumed record. ``source`` is the partition for the readings topic and
-    ``-1 - partition`` for the repartition topic (see StreamProcessor.fold)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    repartitioned: bool = False
-
-    @property
-    def source(self) -> int:
-        return -1 - self.partition if self.repartitioned else self.partition
-
-
-class Outputs(Protocol):
-    """Where the pipeline's results go; every method returns once the data is durable."""
-
-    async def dead_letter(self, items: Sequence[tuple[Rejection, Message]]) -> None: ...
-
-    async def forward(self, items: Sequence[tuple[str, bytes]]) -> None:
-        """Send (device_id, reading JSON) to the repartition topic keyed by device_id."""
-        ...
-
-    async def publish(self, windows: Sequence[WindowAggregate]) -> None:
-        """Metrics topic plus every sink (PostgreSQL, InfluxDB)."""
-        ...
-
-    async def publish_anomalies(self, items: Sequence[tuple[str, bytes]]) -> None:
-        """(device_id, anomaly record JSON) to the anomalies topic."""
-        ...
-
-    async def publish_readings(self, readings: Sequence[Reading]) -> None:
-        """Accepted raw readings, where configured (INFLUXDB_RAW_READINGS)."""
-        ...
-
-    async def record_devices(self, seen: Sequence[tuple[str, int, int, dict[str, Any]]]) -> None:
-        """(device_id, earliest and latest accepted reading time in us, latest reading with
-        its timestamp in us) for the devices table."""
-        ...
-
-    def save_states(self, states: Sequence[tuple[str, int, bytes]]) -> Awaitable[None] | None:
-        """Write (device_id, partition, serialized state) to the changelog, stored before
-        offsets are committed: either awaitable (awaited before the batch ends) or flushed
-        before the commit. The states are serialized when the batch is folded: the
-        write may happen while the next batch is being folded."""
-        ...
-
-    def save_baselines(self, baselines: Sequence[tuple[str, int, bytes]]) -> Awaitable[None] | None:
-        """Write (device_id, partition, anomaly baseline) to its changelog, like states."""
-        ...
 
 
 @lru_cache(maxsize=1 << 16)

@@ -12,7 +12,8 @@ from typing import Any
 
 import orjson
 
-from agents.pipeline import Message, ReadingPipeline, dlq_value
+from agents.messages import Message, dlq_value
+from agents.pipeline import ReadingPipeline
 from agents.produce import KeyedRecord, PlacedRecord, send_keyed, send_placed
 from agents.runtime import tune_gc
 from agents.scoring import BaselineStore, PartitionScorers
@@ -21,7 +22,9 @@ from service.endpoints import database_dsn
 from service.settings import Settings
 from storage.base import DeviceSeen, SinkUnavailable
 from storage.migrations import migrate_pool
-from storage.postgres import PostgresRepository, PostgresSink, create_pool
+from storage.postgres import create_pool
+from storage.postgres_repository import PostgresRepository
+from storage.postgres_sink import PostgresSink
 from storage.resilient import ResilientSink
 from streams.anomaly_config import anomaly_config_from_settings
 from streams.config import config_from_settings

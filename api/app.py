@@ -27,7 +27,8 @@ from service.endpoints import database_dsn
 from service.settings import Settings, load_settings
 from storage.base import MetricsReader, StatsStore
 from storage.jobs import PostgresJobStore
-from storage.postgres import PostgresRepository, create_pool
+from storage.postgres import create_pool
+from storage.postgres_repository import PostgresRepository
 
 log = logging.getLogger(__name__)
 

@@ -18,14 +18,15 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from agents.pipeline import Message, ReadingPipeline
+from agents.messages import Message
+from agents.pipeline import ReadingPipeline
 from agents.runtime import tune_gc
 from agents.scoring import BaselineStore, PartitionScorers
 from bench.workload import generate
 from models.metrics import WindowAggregate, json_many
 from service.settings import Settings
 from storage.metrics_copy import copy_data
-from storage.postgres import _dedupe
+from storage.postgres_sink import _dedupe
 from streams.anomaly_config import anomaly_config_from_settings
 from streams.config import config_from_settings
 from streams.processor import StreamProcessor

@@ -4,7 +4,7 @@ PostgreSQL reads binary COPY rows with almost no parsing: half the server CPU of
 the same batch from JSON (``json_to_recordset``), which was most of the database's share of
 the worker's load. The rows land in a temporary staging table, and one INSERT ... SELECT
 upserts them into ``metrics`` with the same conflict rule as the other paths
-(storage/postgres.py). Values are written in their columns' binary forms, so they arrive
+(storage/metrics_sql.py). Values are written in their columns' binary forms, so they arrive
 exactly: float8 bit for bit (NaN and infinities too), timestamptz as microseconds since
 2000-01-01 UTC, integers, booleans; the cost travels as its decimal text (numeric's text
 input reads back the same value and scale, as on the JSON path).

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from agents.jobs.context import JobContext
-from storage.postgres import PostgresRepository
+from storage.postgres_repository import PostgresRepository
 from streams.anomaly_review import previous_day, review_day, summarise
 from streams.timeparse import datetime_to_us, us_to_datetime
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from agents.jobs.worker import JobWorker
 from models.jobs import JOB_PARAMETERS, Job
+from service.settings import Settings
 from storage.jobs import PostgresJobStore
 
 logger = logging.getLogger(__name__)
@@ -59,3 +61,35 @@ async def create_scheduled(
             "scheduled job created", extra={"kind": kind, "slot": slot, "job_id": str(job.id)}
         )
     return job
+
+
+def schedule_timer(
+    app: Any, job_worker: JobWorker, settings: Settings, kind: str, cron: str
+) -> None:
+    """A leader-only crontab of the Faust ``app`` in TIMEZONE that records the kind's job
+    and queues it on ``job_worker``."""
+    if not cron:
+        logger.info("timer off", extra={"kind": kind})
+        return
+
+    async def fire() -> None:
+        try:
+            store = await job_worker.ensure_store()
+            job = await create_scheduled(
+                store,
+                settings.app_id,
+                kind,
+                datetime.now(UTC),
+                settings.timezone,
+                settings.grace,
+            )
+        except Exception as exc:  # the next firing tries again; pending jobs are reconciled
+            logger.warning(
+                "timer could not create its job", extra={"kind": kind, "error": repr(exc)}
+            )
+            return
+        if job is not None:
+            job_worker.queue.put_nowait(job.id)
+
+    fire.__name__ = fire.__qualname__ = f"schedule_{kind}"
+    app.crontab(cron, timezone=ZoneInfo(settings.timezone), on_leader=True)(fire)

@@ -20,7 +20,7 @@ from models.jobs import JOB_PARAMETERS, Job
 from models.tariff import Tariff
 from service.settings import Settings
 from storage.jobs import PostgresJobStore
-from storage.postgres import PostgresSink
+from storage.postgres_sink import PostgresSink
 from streams.timeparse import datetime_to_us, format_us
 from tests.integration.dataset import SPAN_S, START_S, build
 from tests.integration.test_worker_end_to_end import produce
@@ -259,7 +259,7 @@ async def test_a_failing_runner_records_its_error(pg_pool: Any, jobs: PostgresJo
 
 
 async def test_report_job_stores_its_files(pg_pool: Any, jobs: PostgresJobStore) -> None:
-    from storage.postgres import PostgresSink
+    from storage.postgres_sink import PostgresSink
     from tests.storage.helpers import T0, window
 
     await PostgresSink(pg_pool).write(
@@ -413,7 +413,7 @@ def test_parameters_read_as_attributes_and_by_name() -> None:
 
 
 async def test_anomaly_review_job_summarises_the_day(pg_pool: Any, jobs: PostgresJobStore) -> None:
-    from storage.postgres import PostgresRepository
+    from storage.postgres_repository import PostgresRepository
     from tests.storage.helpers import T0, window
 
     # T0's day (UTC) is reviewed: one flagged hour for "meter-a" at 03:00, history before.
@@ -463,7 +463,7 @@ async def test_rollup_job_sums_the_hour_and_names_silent_devices(
     pg_pool: Any, jobs: PostgresJobStore
 ) -> None:
     from storage.base import DeviceSeen
-    from storage.postgres import PostgresRepository
+    from storage.postgres_repository import PostgresRepository
     from tests.storage.helpers import T0, window
 
     await PostgresSink(pg_pool).write(

@@ -7,7 +7,8 @@ from typing import Any
 
 import orjson
 
-from agents.pipeline import Message, ReadingPipeline, partition_for
+from agents.messages import Message
+from agents.pipeline import ReadingPipeline, partition_for
 from models.metrics import WindowAggregate
 from streams.config import ProcessingConfig
 from streams.decode import Rejection
@@ -169,7 +170,7 @@ def test_partition_for_matches_the_kafka_default_partitioner() -> None:
 
 
 def test_oversized_dead_letters_are_cut_with_headers() -> None:
-    from agents.pipeline import MAX_DLQ_VALUE_BYTES, dlq_value
+    from agents.messages import MAX_DLQ_VALUE_BYTES, dlq_value
 
     small = b'{"device_id":"a"}'
     assert dlq_value(small) == (small, [])
@@ -180,7 +181,7 @@ def test_oversized_dead_letters_are_cut_with_headers() -> None:
 
 
 def test_a_large_reading_is_forwarded_with_its_contract_fields_only() -> None:
-    from agents.pipeline import forward_value
+    from agents.messages import forward_value
     from streams.decode import ReadingDecoder
 
     decoder = ReadingDecoder(max_power_w=1e6, future_tolerance_us=300_000_000)

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from agents.pipeline import Message, ReadingPipeline
+from agents.messages import Message
+from agents.pipeline import ReadingPipeline
 from models.metrics import WindowAggregate
 from streams.config import ProcessingConfig
 from streams.device_state import DeviceState

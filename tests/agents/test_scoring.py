@@ -11,7 +11,8 @@ from typing import Any
 import orjson
 import pytest
 
-from agents.pipeline import Message, ReadingPipeline
+from agents.messages import Message
+from agents.pipeline import ReadingPipeline
 from agents.scoring import BaselineStore, PartitionScorers
 from models.metrics import WindowAggregate
 from streams.anomaly_config import AnomalyConfig, ModelParams

@@ -20,7 +20,8 @@ from starlette.exceptions import StarletteDeprecationWarning
 from api.app import create_app
 from service.settings import Settings
 from storage.jobs import PostgresJobStore
-from storage.postgres import PostgresSink, create_pool
+from storage.postgres import create_pool
+from storage.postgres_sink import PostgresSink
 from tests.api.fakes import T0, FakeKafka, window
 from tests.api.test_jobs import RecordingPublisher
 from tests.api.tokens import AUTH_SETTINGS, TEST_SECRET, bearer, issue

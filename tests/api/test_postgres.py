@@ -25,7 +25,8 @@ from models.metrics import WindowAggregate
 from service.embedded.postgres import EmbeddedPostgres
 from service.ports import free_port
 from service.settings import Settings
-from storage.postgres import PostgresRepository, PostgresSink
+from storage.postgres_repository import PostgresRepository
+from storage.postgres_sink import PostgresSink
 from tests.api.fakes import T0, window
 from tests.api.tokens import AUTH_ENV, AUTH_SETTINGS, bearer
 

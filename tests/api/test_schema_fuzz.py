@@ -28,7 +28,8 @@ from api.app import create_app
 from api.routes import openapi_document
 from models.api import Problem
 from service.settings import Settings
-from storage.postgres import PostgresSink, create_pool
+from storage.postgres import create_pool
+from storage.postgres_sink import PostgresSink
 from tests.api.fakes import T0, window
 from tests.api.tokens import AUTH_SETTINGS, issue
 

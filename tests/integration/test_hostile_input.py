@@ -14,7 +14,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from agents.pipeline import MAX_DLQ_VALUE_BYTES
+from agents.messages import MAX_DLQ_VALUE_BYTES
 from tests.integration.test_worker_end_to_end import worker_env as worker_env  # fixture
 from tests.integration.worker import WorkerProcess
 from tests.plugins.kafka import read_topic

@@ -39,7 +39,7 @@ from service.embedded.postgres import EmbeddedPostgres
 from service.ports import free_port
 from storage.base import MetricsQuery
 from storage.migrations import migrate
-from storage.postgres import PostgresRepository
+from storage.postgres_repository import PostgresRepository
 from tests.api.tokens import AUTH_ENV, issue
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ import pytest
 from models.metrics import WindowAggregate
 from reports import ReportContext, ReportParameterError, build_report
 from service.settings import Settings
-from storage.postgres import PostgresSink
+from storage.postgres_sink import PostgresSink
 from tests.reports.factory import device_windows
 
 pytestmark = pytest.mark.integration

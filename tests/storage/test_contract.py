@@ -20,7 +20,7 @@ from models.metrics import WindowAggregate
 from storage.base import Sink
 from storage.influx import InfluxSink
 from storage.memory import MemorySink
-from storage.postgres import PostgresSink
+from storage.postgres_sink import PostgresSink
 from tests.storage.helpers import (
     View,
     every_write_view,

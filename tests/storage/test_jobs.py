@@ -19,7 +19,7 @@ from storage.jobs import (
     PostgresJobStore,
     decode_job_cursor,
 )
-from storage.postgres import PostgresSink
+from storage.postgres_sink import PostgresSink
 from tests.api.fakes import window
 
 pytestmark = pytest.mark.integration

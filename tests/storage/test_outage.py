@@ -22,7 +22,8 @@ from service.ports import free_port
 from storage.influx import InfluxSink
 from storage.memory import MemorySink
 from storage.migrations import migrate
-from storage.postgres import PostgresSink, create_pool
+from storage.postgres import create_pool
+from storage.postgres_sink import PostgresSink
 from storage.resilient import ResilientSink
 from tests.plugins.storage import FAST_SETTINGS
 from tests.storage.helpers import (

@@ -10,7 +10,9 @@ import asyncpg
 import pytest
 
 from storage.base import DeviceSeen, MetricsQuery, SinkRejected, SinkUnavailable
-from storage.postgres import PostgresRepository, PostgresSink, create_pool, map_error
+from storage.postgres import create_pool, map_error
+from storage.postgres_repository import PostgresRepository
+from storage.postgres_sink import PostgresSink
 from tests.storage.helpers import T0, window
 
 

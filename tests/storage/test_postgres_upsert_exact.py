@@ -29,16 +29,15 @@ from pydantic_core import TzInfo
 from models.metrics import PERIODS, EncodedWindows, WindowAggregate
 from storage.base import StorageError
 from storage.metrics_copy import copy_data
-from storage.postgres import (
+from storage.metrics_sql import (
     _COLUMNS,
     UPSERT_METRICS,
     UPSERT_METRICS_JSON,
-    PostgresSink,
-    _dedupe,
-    map_error,
     metric_columns,
     metrics_json,
 )
+from storage.postgres import map_error
+from storage.postgres_sink import PostgresSink, _dedupe
 from tests.storage.helpers import window
 
 T = TypeVar("T")

@@ -18,7 +18,8 @@ from models.metrics import WindowAggregate
 from storage.base import InvalidCursor, MetricsQuery, MetricsReader, Sink
 from storage.cursor import CursorKey, decode_cursor, encode_cursor
 from storage.memory import MemorySink
-from storage.postgres import PostgresRepository, PostgresSink
+from storage.postgres_repository import PostgresRepository
+from storage.postgres_sink import PostgresSink
 from tests.storage.helpers import T0, key_of, window
 
 
