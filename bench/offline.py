@@ -26,7 +26,7 @@ from bench.workload import generate
 from models.metrics import WindowAggregate, json_many
 from service.settings import Settings
 from storage.metrics_copy import copy_data
-from storage.postgres_sink import _dedupe
+from storage.postgres_sink import dedupe_windows
 from streams.anomaly_config import anomaly_config_from_settings
 from streams.config import config_from_settings
 from streams.processor import StreamProcessor
@@ -54,7 +54,7 @@ class SerializingOutputs:
 
     async def publish(self, windows: Sequence[WindowAggregate]) -> None:
         json_many(windows)  # the energy.metrics messages
-        copy_data(_dedupe(windows))  # PostgresSink's rows (its staged COPY path)
+        copy_data(dedupe_windows(windows))  # PostgresSink's rows (its staged COPY path)
         self.windows += len(windows)
 
     async def publish_anomalies(self, items: Sequence[tuple[str, bytes]]) -> None:

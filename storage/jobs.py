@@ -20,7 +20,7 @@ from uuid import UUID, uuid4
 from models.jobs import FINISHED_STATUSES, JOB_STATUSES, ArtifactInfo, Job, JobCounts, JobStatus
 from models.metrics import PERIODS, WindowAggregate
 from storage.base import InvalidCursor, StorageError
-from storage.postgres import _mapped_errors
+from storage.postgres import mapped_errors
 
 _COLUMNS = (
     "id, kind, status, parameters::text AS parameters, result::text AS result, error, progress,"
@@ -120,7 +120,7 @@ class PostgresJobStore:
     async def create(
         self, kind: str, parameters: dict[str, Any], job_id: UUID | None = None
     ) -> Job:
-        with _mapped_errors():
+        with mapped_errors():
             row = await self._pool.fetchrow(
                 f"INSERT INTO jobs (id, kind, status, parameters)"
                 f" VALUES ($1, $2, 'pending', $3::text::jsonb) RETURNING {_COLUMNS}",
@@ -135,7 +135,7 @@ class PostgresJobStore:
         self, kind: str, parameters: dict[str, Any], job_id: UUID
     ) -> Job | None:
         """Create a job with this id unless one exists (timers: safe to fire twice)."""
-        with _mapped_errors():
+        with mapped_errors():
             row = await self._pool.fetchrow(
                 f"INSERT INTO jobs (id, kind, status, parameters)"
                 f" VALUES ($1, $2, 'pending', $3::text::jsonb)"
@@ -148,7 +148,7 @@ class PostgresJobStore:
         return None if row is None else _job(row)
 
     async def get(self, job_id: UUID) -> Job | None:
-        with _mapped_errors():
+        with mapped_errors():
             row = await self._pool.fetchrow(
                 f"SELECT {_COLUMNS} FROM jobs WHERE id = $1", job_id, timeout=self._timeout
             )
@@ -174,7 +174,7 @@ class PostgresJobStore:
             f"SELECT {_COLUMNS} FROM jobs WHERE {' AND '.join(where)}"
             f" ORDER BY created_at DESC, id DESC LIMIT {param(limit + 1)}"
         )
-        with _mapped_errors():
+        with mapped_errors():
             rows = await self._pool.fetch(sql, *args, timeout=self._timeout)
         items = [_job(row) for row in rows[:limit]]
         next_cursor = None
@@ -186,7 +186,7 @@ class PostgresJobStore:
         """A pending job becomes ``cancelled`` at once; a running one gets
         ``cancel_requested_at`` and stops at its next progress call. ``JobNotFound``,
         ``JobAlreadyFinished`` otherwise."""
-        with _mapped_errors():
+        with mapped_errors():
             row = await self._pool.fetchrow(
                 f"""
                 UPDATE jobs SET
@@ -206,7 +206,7 @@ class PostgresJobStore:
         raise JobAlreadyFinished(job)
 
     async def counts(self) -> JobCounts:
-        with _mapped_errors():
+        with mapped_errors():
             rows = await self._pool.fetch(
                 "SELECT kind, status, count(*) AS n FROM jobs GROUP BY kind, status",
                 timeout=self._timeout,
@@ -230,7 +230,7 @@ class PostgresJobStore:
     async def claim(self, job_id: UUID, worker_id: str) -> Job | None:
         """pending -> running for ``worker_id``; None if the job is not pending (another
         worker has it, it was cancelled or it is finished)."""
-        with _mapped_errors():
+        with mapped_errors():
             row = await self._pool.fetchrow(
                 f"UPDATE jobs SET status = 'running', worker_id = $2, started_at = now(),"
                 f" heartbeat_at = now(), progress = 0"
@@ -244,7 +244,7 @@ class PostgresJobStore:
     async def claim_oldest_pending(self, worker_id: str, older_than_s: float) -> Job | None:
         """Claim the oldest job pending for more than ``older_than_s`` seconds (its
         ``energy.jobs`` message was lost, or the worker that had it queued died)."""
-        with _mapped_errors():
+        with mapped_errors():
             row = await self._pool.fetchrow(
                 f"""
                 UPDATE jobs SET status = 'running', worker_id = $1, started_at = now(),
@@ -266,7 +266,7 @@ class PostgresJobStore:
     async def heartbeat(self, job_id: UUID, worker_id: str, progress: int | None = None) -> bool:
         """Record a sign of life (and progress). False when the job is no longer this
         worker's to run: cancellation requested, or it was failed as stale meanwhile."""
-        with _mapped_errors():
+        with mapped_errors():
             row = await self._pool.fetchrow(
                 "UPDATE jobs SET heartbeat_at = now(), progress = COALESCE($3, progress)"
                 " WHERE id = $1 AND worker_id = $2 AND status = 'running'"
@@ -291,7 +291,7 @@ class PostgresJobStore:
         the duration; None when the job is not running for this worker any more."""
         if status not in FINISHED_STATUSES:
             raise ValueError(f"{status} is not a finished status")
-        with _mapped_errors():
+        with mapped_errors():
             row = await self._pool.fetchrow(
                 f"""
                 UPDATE jobs SET status = $3, result = $4::text::jsonb, error = $5,
@@ -312,7 +312,7 @@ class PostgresJobStore:
     async def fail_stale(self, timeout_s: float) -> list[StaleJob]:
         """Fail every running job whose heartbeat is older than ``timeout_s``: its worker
         died (or hangs). Returns the jobs failed by this call."""
-        with _mapped_errors():
+        with mapped_errors():
             rows = await self._pool.fetch(
                 """
                 UPDATE jobs SET status = 'failed', finished_at = now(),
@@ -332,7 +332,7 @@ class PostgresJobStore:
     # -- artifacts -----------------------------------------------------------------------
     async def save_artifact(self, job_id: UUID, name: str, content_type: str, data: bytes) -> None:
         """Store (or replace) the artifact ``name`` of a job."""
-        with _mapped_errors():
+        with mapped_errors():
             await self._pool.execute(
                 "INSERT INTO job_artifacts (job_id, name, content_type, bytes, size)"
                 " VALUES ($1, $2, $3, $4, $5)"
@@ -347,7 +347,7 @@ class PostgresJobStore:
             )
 
     async def list_artifacts(self, job_id: UUID) -> list[ArtifactInfo]:
-        with _mapped_errors():
+        with mapped_errors():
             rows = await self._pool.fetch(
                 "SELECT name, content_type, size, created_at FROM job_artifacts"
                 " WHERE job_id = $1 ORDER BY name",
@@ -357,7 +357,7 @@ class PostgresJobStore:
         return [ArtifactInfo.model_validate(dict(row)) for row in rows]
 
     async def get_artifact(self, job_id: UUID, name: str) -> Artifact | None:
-        with _mapped_errors():
+        with mapped_errors():
             row = await self._pool.fetchrow(
                 "SELECT name, content_type, size, created_at, bytes FROM job_artifacts"
                 " WHERE job_id = $1 AND name = $2",
@@ -385,7 +385,7 @@ class PostgresJobStore:
         exists."""
         if not windows:
             return {}
-        with _mapped_errors():
+        with mapped_errors():
             rows = await self._pool.fetch(
                 "SELECT m.device_id, m.period, m.window_start, m.revision, m.anomaly_score,"
                 " m.is_anomaly FROM metrics m"
@@ -410,7 +410,7 @@ class PostgresJobStore:
         """Delete windows of ``period`` that ended more than ``days`` days ago."""
         if period not in PERIODS:
             raise ValueError(f"unknown period {period!r}")
-        with _mapped_errors():
+        with mapped_errors():
             status = await self._pool.execute(
                 "DELETE FROM metrics WHERE period = $1"
                 " AND window_end < now() - make_interval(secs => $2)",
@@ -423,7 +423,7 @@ class PostgresJobStore:
     async def delete_finished_jobs_before(self, days: float) -> tuple[int, int]:
         """Delete finished jobs (and their artifacts) that finished more than ``days`` days
         ago; returns (jobs, artifacts) deleted."""
-        with _mapped_errors():
+        with mapped_errors():
             async with self._pool.acquire() as connection, connection.transaction():
                 old = await connection.fetch(
                     "SELECT id FROM jobs WHERE status = ANY($1::text[])"

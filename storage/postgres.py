@@ -53,7 +53,7 @@ def map_error(exc: BaseException, sink: str = SINK_NAME) -> StorageError | None:
 
 
 @contextmanager
-def _mapped_errors(sink: str = SINK_NAME) -> Iterator[None]:
+def mapped_errors(sink: str = SINK_NAME) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
@@ -67,7 +67,7 @@ async def create_pool(
     dsn: str, *, min_size: int = 1, max_size: int = 10, connect_timeout: float = 10.0
 ) -> Any:
     """An asyncpg pool for ``dsn``; ``SinkUnavailable`` if the server cannot be reached."""
-    with _mapped_errors():
+    with mapped_errors():
         return await asyncpg.create_pool(
             dsn, min_size=min_size, max_size=max_size, timeout=connect_timeout
         )

@@ -14,7 +14,7 @@ from models.metrics import WindowAggregate
 from storage.base import DeviceSeen, MetricsPage, MetricsQuery, SinkUnavailable
 from storage.cursor import CursorKey, decode_cursor, encode_cursor
 from storage.metrics_sql import COLUMN_NAMES
-from storage.postgres import SINK_NAME, _mapped_errors
+from storage.postgres import SINK_NAME, mapped_errors
 
 MAX_PAGE_SIZE = 10_000
 
@@ -57,7 +57,7 @@ class PostgresRepository:
     async def ping(self) -> bool:
         """Whether the server answers a trivial query right now."""
         try:
-            with _mapped_errors():
+            with mapped_errors():
                 await self._pool.fetchval("SELECT 1", timeout=min(self._timeout, 5.0))
         except SinkUnavailable:
             return False
@@ -90,7 +90,7 @@ class PostgresRepository:
             f"SELECT {', '.join(COLUMN_NAMES)} FROM metrics WHERE {' AND '.join(where)}"
             f" ORDER BY device_id, period, window_start LIMIT {param(limit + 1)}"
         )
-        with _mapped_errors():
+        with mapped_errors():
             rows = await self._pool.fetch(sql, *args, timeout=self._timeout)
         items = [WindowAggregate.model_validate(dict(row)) for row in rows[:limit]]
         next_cursor = None
@@ -101,7 +101,7 @@ class PostgresRepository:
 
     async def save_worker_stats(self, worker_id: str, stats: dict[str, Any]) -> None:
         # Passed as text and cast in SQL, so it works whatever JSON codec the pool has.
-        with _mapped_errors():
+        with mapped_errors():
             await self._pool.execute(
                 "INSERT INTO worker_stats (worker_id, updated_at, stats)"
                 " VALUES ($1, now(), $2::text::jsonb)"
@@ -118,7 +118,7 @@ class PostgresRepository:
         """For the daily anomaly review: the hour and day windows from ``history_start`` to
         ``end`` of every device with a flagged window in [start, end), and how many hour and
         day windows were scored in [start, end)."""
-        with _mapped_errors():
+        with mapped_errors():
             rows = await self._pool.fetch(
                 "WITH flagged AS (SELECT DISTINCT device_id FROM metrics"
                 "  WHERE is_anomaly AND period IN ('hour', 'day')"
@@ -143,7 +143,7 @@ class PostgresRepository:
 
     async def job_metrics(self) -> list[dict[str, Any]]:
         """Jobs by kind and status, with the summed execution time of finished ones."""
-        with _mapped_errors():
+        with mapped_errors():
             rows = await self._pool.fetch(
                 "SELECT kind, status, count(*) AS count,"
                 " coalesce(sum(duration_s), 0) AS duration_sum,"
@@ -154,7 +154,7 @@ class PostgresRepository:
 
     async def load_anomaly_model(self, app_id: str, partition: int) -> bytes | None:
         """The latest checkpoint of a partition's anomaly model, if any."""
-        with _mapped_errors():
+        with mapped_errors():
             value = await self._pool.fetchval(
                 "SELECT model FROM anomaly_models WHERE app_id = $1 AND partition = $2",
                 app_id,
@@ -166,7 +166,7 @@ class PostgresRepository:
     async def save_anomaly_model(
         self, app_id: str, partition: int, model: bytes, windows: int
     ) -> None:
-        with _mapped_errors():
+        with mapped_errors():
             await self._pool.execute(
                 "INSERT INTO anomaly_models (app_id, partition, model, windows, updated_at)"
                 " VALUES ($1, $2, $3, $4, now())"
@@ -180,7 +180,7 @@ class PostgresRepository:
             )
 
     async def load_worker_stats(self) -> list[dict[str, Any]]:
-        with _mapped_errors():
+        with mapped_errors():
             rows = await self._pool.fetch(
                 "SELECT worker_id, updated_at, stats::text AS stats"
                 " FROM worker_stats ORDER BY worker_id",
@@ -215,7 +215,7 @@ class PostgresRepository:
         if not merged:
             return
         ordered = [merged[device_id] for device_id in sorted(merged)]
-        with _mapped_errors():
+        with mapped_errors():
             await self._pool.execute(
                 UPSERT_DEVICES,
                 [row.device_id for row in ordered],

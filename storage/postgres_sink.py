@@ -20,7 +20,7 @@ from storage.metrics_sql import (
     metric_columns,
     metrics_json,
 )
-from storage.postgres import SINK_NAME, _mapped_errors
+from storage.postgres import SINK_NAME, mapped_errors
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def _row_count(status: Any) -> int:
     return int(str(status).rsplit(" ", 1)[-1])
 
 
-def _dedupe(batch: Sequence[WindowAggregate]) -> list[WindowAggregate]:
+def dedupe_windows(batch: Sequence[WindowAggregate]) -> list[WindowAggregate]:
     """One row per key (the highest revision; the later one on a tie), in key order.
 
     ON CONFLICT cannot touch a row twice in one statement, and a fixed order means two
@@ -64,14 +64,14 @@ class PostgresSink:
 
     async def start(self) -> None:
         """Check that the server answers and the schema is migrated."""
-        with _mapped_errors():
+        with mapped_errors():
             await self._pool.fetchval("SELECT 1 FROM metrics LIMIT 1", timeout=self._timeout)
 
     async def write(self, batch: Sequence[WindowAggregate]) -> None:
-        rows = _dedupe(batch)
+        rows = dedupe_windows(batch)
         if not rows:
             return
-        with _mapped_errors():
+        with mapped_errors():
             changed = await self._staged_upsert(rows) if self.staging else None
             if changed is None:
                 changed = await self._parameter_upsert(batch, rows)

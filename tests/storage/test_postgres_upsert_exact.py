@@ -37,7 +37,7 @@ from storage.metrics_sql import (
     metrics_json,
 )
 from storage.postgres import map_error
-from storage.postgres_sink import PostgresSink, _dedupe
+from storage.postgres_sink import PostgresSink, dedupe_windows
 from tests.storage.helpers import window
 
 T = TypeVar("T")
@@ -195,7 +195,7 @@ async def test_json_and_arrays_store_the_same_bits(pg_pool: Any) -> None:
     @given(_batches())
     def check(batch: list[WindowAggregate]) -> None:
         try:
-            rows = _dedupe(batch)
+            rows = dedupe_windows(batch)
         except TypeError:
             # Naive and aware starts of one device and period cannot be ordered: the sink
             # refuses such a batch with that TypeError whichever path it would take.
