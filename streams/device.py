@@ -381,18 +381,9 @@ class Engine:
         if closed is None or anchor_day > closed:
             state.closed_until = closed = anchor_day
         hour_limit = anchor - US_PER_HOUR
-        doomed = []
-        for key in frozen:
-            period = key[0]
-            if period == HOUR:
-                if key[1] <= hour_limit:
-                    doomed.append(key)
-            elif period != DAY and window_at(period, key[1])[1] <= closed:
-                doomed.append(key)
-        for key in doomed:
-            del frozen[key]
-            emitted.pop(key, None)
-        for key in [key for key in emitted if key not in frozen]:
+        # Every window either still held (frozen) or only remembered as emitted, judged once:
+        # the days before anchor_day left frozen above, so no frozen day is gone here.
+        for key in [*frozen, *[key for key in emitted if key not in frozen]]:
             period, start = key
             if period == HOUR:
                 gone = start <= hour_limit
@@ -401,7 +392,8 @@ class Engine:
             else:
                 gone = window_at(period, start)[1] <= closed
             if gone:
-                del emitted[key]
+                frozen.pop(key, None)
+                emitted.pop(key, None)
 
 
 def _ts(row: list[Any]) -> int:
