@@ -13,8 +13,8 @@ import re
 from datetime import UTC, datetime
 from typing import NamedTuple, cast
 
-from models.metrics import PERIODS, Period
-from storage.base import InvalidCursor
+from models.metrics import PERIODS, Period, WindowAggregate
+from storage.base import InvalidCursor, MetricsPage
 
 _VERSION = "m1"
 _DEVICE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # models.api.DEVICE_ID_PATTERN
@@ -34,6 +34,16 @@ def encode_cursor(key: CursorKey) -> str:
         [_VERSION, key.device_id, key.period, key.window_start.isoformat()], separators=(",", ":")
     )
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def metrics_page(items: list[WindowAggregate], more: bool) -> MetricsPage:
+    """A page of ``items`` (in sort order); when ``more`` rows follow, its cursor is the
+    position after the last one."""
+    next_cursor = None
+    if more:
+        last = items[-1]
+        next_cursor = encode_cursor(CursorKey(last.device_id, last.period, last.window_start))
+    return MetricsPage(items=items, next_cursor=next_cursor)
 
 
 def decode_cursor(cursor: str) -> CursorKey:

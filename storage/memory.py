@@ -18,7 +18,7 @@ from storage.base import (
     SinkRejected,
     SinkUnavailable,
 )
-from storage.cursor import CursorKey, decode_cursor, encode_cursor
+from storage.cursor import decode_cursor, metrics_page
 
 WindowKey = tuple[str, str, datetime]
 
@@ -86,12 +86,7 @@ class MemorySink:
             ),
             key=window_key,
         )
-        items = matching[:limit]
-        next_cursor = None
-        if len(matching) > limit:
-            last = items[-1]
-            next_cursor = encode_cursor(CursorKey(last.device_id, last.period, last.window_start))
-        return MetricsPage(items=items, next_cursor=next_cursor)
+        return metrics_page(matching[:limit], len(matching) > limit)
 
     # -- worker stats and devices -----------------------------------------------------------
 

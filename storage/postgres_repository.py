@@ -12,7 +12,7 @@ import orjson
 
 from models.metrics import WindowAggregate
 from storage.base import DeviceSeen, MetricsPage, MetricsQuery, SinkUnavailable
-from storage.cursor import CursorKey, decode_cursor, encode_cursor
+from storage.cursor import decode_cursor, metrics_page
 from storage.metrics_sql import COLUMN_NAMES
 from storage.postgres import SINK_NAME, mapped_errors
 
@@ -93,11 +93,7 @@ class PostgresRepository:
         with mapped_errors():
             rows = await self._pool.fetch(sql, *args, timeout=self._timeout)
         items = [WindowAggregate.model_validate(dict(row)) for row in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = items[-1]
-            next_cursor = encode_cursor(CursorKey(last.device_id, last.period, last.window_start))
-        return MetricsPage(items=items, next_cursor=next_cursor)
+        return metrics_page(items, len(rows) > limit)
 
     async def save_worker_stats(self, worker_id: str, stats: dict[str, Any]) -> None:
         # Passed as text and cast in SQL, so it works whatever JSON codec the pool has.
